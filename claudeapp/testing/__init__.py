@@ -1,0 +1,1 @@
+"""Test infrastructure shared by every app's tests: real processes, real services."""
