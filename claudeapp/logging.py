@@ -11,9 +11,11 @@ import re
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
-_STANDARD_ATTRS = set(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
-) | {"message", "asctime", "request_id"}
+_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()) | {
+    "message",
+    "asctime",
+    "request_id",
+}
 
 # Anthropic keys, bearer tokens and authorization headers, wherever they appear in a message.
 _SECRET_PATTERNS = [
@@ -85,7 +87,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key in _STANDARD_ATTRS or key.startswith("_"):
                 continue
-            payload[key] = value if isinstance(value, int | float | bool | type(None)) else str(value)
+            payload[key] = (
+                value if isinstance(value, int | float | bool | type(None)) else str(value)
+            )
         if record.exc_info:
             payload["exc"] = record.exc_text or _redact(self.formatException(record.exc_info))
         return json.dumps(payload, default=str)

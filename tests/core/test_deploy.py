@@ -1,4 +1,4 @@
-"""The production shape: check --deploy, migrations, docker-compose wiring (Docker can't run here)."""
+"""The production shape: check --deploy, migrations, compose wiring (Docker can't run here)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,10 @@ def test_compose_wires_web_to_its_database_redis_and_proxy():
     services = compose["services"]
     for name in ("web", "worker", "beat"):
         env = services[name]["environment"]
-        assert env["DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["DATABASE_URL"]
+        assert (
+            env["DATABASE_URL"].startswith("postgresql://")
+            and "@postgres:5432/" in env["DATABASE_URL"]
+        )
         assert env["REDIS_URL"] == "redis://redis:6379"
         assert services[name]["env_file"] == ".env"
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"

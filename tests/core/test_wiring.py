@@ -65,20 +65,24 @@ def test_websocket_delivers_group_messages_through_the_real_channel_layer(
 def test_it_refuses_an_unauthenticated_socket(asgi_server):
     from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-    with pytest.raises((InvalidStatus, ConnectionClosed)):
-        with _ws_connect(asgi_server, "/ws/events/", None) as socket:
-            socket.recv(timeout=5)
+    with (
+        pytest.raises((InvalidStatus, ConnectionClosed)),
+        _ws_connect(asgi_server, "/ws/events/", None) as socket,
+    ):
+        socket.recv(timeout=5)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_it_refuses_a_socket_from_a_foreign_origin(asgi_server, user, session_cookie):
     from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-    with pytest.raises((InvalidStatus, ConnectionClosed)):
-        with _ws_connect(
+    with (
+        pytest.raises((InvalidStatus, ConnectionClosed)),
+        _ws_connect(
             asgi_server, "/ws/events/", session_cookie(user), origin="https://evil.example"
-        ) as socket:
-            socket.recv(timeout=5)
+        ) as socket,
+    ):
+        socket.recv(timeout=5)
 
 
 @pytest.mark.django_db(transaction=True)
