@@ -18,20 +18,24 @@ help:
 	@echo "make lint         ruff check + format check"
 	@echo "make superuser    create an admin user"
 
-# The venv is rebuilt when a requirements file changes. The .pth file puts the project on
-# sys.path for every tool in the venv (pytest plugins, celery, uvicorn).
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The venv is rebuilt when a requirements file changes: runtime packages for `make run`, the
+# test and lint tools on top for `make test`. The .pth file puts the project on sys.path for
+# every tool in the venv (pytest plugins, celery, uvicorn).
+$(VENV)/.runtime: requirements.txt
 	@if [ -z "$(PYTHON)" ]; then exit 1; fi
 	@if [ ! -x $(PY) ]; then echo "creating $(VENV) with $(PYTHON)"; "$(PYTHON)" -m venv $(VENV); fi
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'claudeapp-src.pth').write_text('$(CURDIR)\n')"
 	@touch $@
 
-venv: $(VENV)/.installed
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.dev
 
 # Redis and the emulator are started only when the environment doesn't name its own.
-run: venv
+run: $(VENV)/.runtime
 	@mkdir -p var
 	@set -e; \
 	if [ -f .env ]; then set -a; . ./.env; set +a; fi; \
@@ -65,11 +69,11 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-check-deploy: venv
+check-deploy: $(VENV)/.runtime
 	DEBUG=0 SECRET_KEY=check-deploy-$$RANDOM-$$RANDOM-a-long-enough-random-secret-key-value \
 	  ALLOWED_HOSTS=claudeapp.example.com $(PY) manage.py check --deploy --fail-level WARNING
 
-superuser: venv
+superuser: $(VENV)/.runtime
 	$(PY) manage.py createsuperuser
 
 # Re-fetch the pinned front-end files from npm (see static/vendor/package.json).
