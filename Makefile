@@ -45,7 +45,7 @@ venv: $(VENV)/.dev
 
 # Redis and the emulator are started only when the environment doesn't name its own.
 run: $(VENV)/.runtime
-	@mkdir -p var
+	@mkdir -p $${VAR_DIR:-var}
 	@set -e; \
 	if [ -f .env ]; then set -a; . ./.env; set +a; fi; \
 	procs="web worker beat"; \
