@@ -36,13 +36,17 @@ def _redact(text: str) -> str:
     return text
 
 
+_SECRET_ENV_NAMES = ("ANTHROPIC_API_KEY", "SECRET_KEY", "METRICS_TOKEN")
+_secrets_cache: tuple[tuple[str, ...], list[str]] = ((), [])
+
+
 def _known_secrets() -> list[str]:
-    values = []
-    for name in ("ANTHROPIC_API_KEY", "SECRET_KEY", "METRICS_TOKEN"):
-        value = os.environ.get(name, "")
-        if len(value) >= 8:
-            values.append(value)
-    return values
+    """The secret values in the environment, re-read only when the environment changes them."""
+    global _secrets_cache
+    current = tuple(os.environ.get(name, "") for name in _SECRET_ENV_NAMES)
+    if current != _secrets_cache[0]:
+        _secrets_cache = (current, [value for value in current if len(value) >= 8])
+    return _secrets_cache[1]
 
 
 class RequestIdFilter(logging.Filter):
