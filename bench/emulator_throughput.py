@@ -1,13 +1,21 @@
-"""Emulator throughput and pacing accuracy (issue 3). A script that prints figures, not a test.
+"""Emulator throughput and pacing accuracy (issues 3 and 4). A script that prints figures, not a
+test.
 
     .venv/bin/python bench/emulator_throughput.py [--streams 200] [--tps 80] [--seconds 5]
+                                                  [--batch-requests 10000] [--only batch]
 
 1. Paced: ``--streams`` concurrent streams at ``--tps`` tokens/s (ttft ``--ttft-ms``), all
    started at once. For each stream, duration (request written -> message_stop received)
-   divided by its ideal paced duration ``ttft + (n - 1) / tps`` for its n tokens; p50/p95/max
-   (target: max <= 1.02, so the emulator never slows an app benchmark).
+   divided by its ideal paced duration ``ttft + (n - 1) / tps`` for its n output tokens (text
+   and thinking deltas: the model is an always-on thinking one); p50/p95/max (target: max <=
+   1.02, so the emulator never slows an app benchmark).
 2. Unpaced: the SSE events/s and the non-streaming requests/s the emulator sustains.
 3. The emulator process's CPU share in each phase, from /proc/<pid>/stat, and the bench's own.
+4. Batch (issue 4): one ``--batch-requests`` batch (classification-shaped lines: a 1h-cached
+   instruction block, a short document, a JSON-schema label) through the official SDK against a
+   fresh emulator with ``--state-dir`` (durable, the worst case): seconds to build the requests
+   and create the batch, to process it (create -> ``ended``), and to serve and parse its
+   results; the emulator's peak RSS (VmHWM) before and after, and the bench's own.
 
 The bench talks HTTP/1.1 over raw keep-alive sockets on uvloop (``--client raw``, the default):
 on a 2-core machine a heavier client is itself late by more than the 2% being measured, and
@@ -75,6 +83,14 @@ class Meter:
         )
 
 
+# One output token per delta of these kinds (signature and citation deltas are not tokens).
+TOKEN_DELTAS = (b'"text_delta"', b'"thinking_delta"')
+
+
+def token_deltas(text: bytes) -> int:
+    return sum(text.count(marker) for marker in TOKEN_DELTAS)
+
+
 def body(i: int, max_tokens: int, stream: bool) -> dict:
     text = f"Request {i}: explain how tides, currents and the moon relate to sailing."
     return {
@@ -107,7 +123,7 @@ class RawConn:
         return t0
 
     async def stream(self, payload: dict) -> tuple[float, int, int]:
-        """(seconds from send to message_stop, text deltas, events) for one stream."""
+        """(seconds from send to message_stop, token deltas, events) for one stream."""
         t0 = self._send(payload)
         deltas = events = 0
         tail = b""
@@ -117,7 +133,7 @@ class RawConn:
                 raise ConnectionError("emulator closed the stream early")
             text = tail + chunk
             # Count only what starts in the new bytes (tail is kept to see split markers).
-            deltas += text.count(b'"text_delta"') - tail.count(b'"text_delta"')
+            deltas += token_deltas(text) - token_deltas(tail)
             events += text.count(b"event: ") - tail.count(b"event: ")
             if b"event: message_stop" in text:
                 break
@@ -157,7 +173,7 @@ class HttpxConn:
             resp.raise_for_status()
             async for chunk in resp.aiter_raw():
                 text = tail + chunk
-                deltas += text.count(b'"text_delta"') - tail.count(b'"text_delta"')
+                deltas += token_deltas(text) - token_deltas(tail)
                 events += text.count(b"event: ") - tail.count(b"event: ")
                 if b"event: message_stop" in text:
                     break
@@ -256,6 +272,118 @@ async def unpaced_phase(emu: EmulatorProcess, args: argparse.Namespace) -> None:
         await client.aclose()
 
 
+# --- batch -----------------------------------------------------------------------------------
+
+LABELS = {
+    "invoice": "bills, amounts due, payment terms",
+    "contract": "agreements, clauses, parties and signatures",
+    "report": "findings, figures and summaries of work",
+    "letter": "personal or business correspondence",
+}
+SCHEMA = {
+    "type": "object",
+    "properties": {"label": {"type": "string", "enum": list(LABELS)}},
+    "required": ["label"],
+    "additionalProperties": False,
+}
+# About 2,100 tokens (one per short word): just over Haiku 5.5's 2,048-token cache minimum, and
+# small enough that 10,000 lines stay well under the 256 MB create limit.
+INSTRUCTIONS = (
+    "Classify the document into exactly one label.\n"
+    + "\n".join(f"{label}: {text}" for label, text in LABELS.items())
+    + "\n"
+    + " ".join(f"r{i}" for i in range(2100))
+)
+TOPICS = ("invoice payment due", "contract clause signed", "quarterly report figures",
+          "dear friend letter")  # fmt: skip
+
+
+def batch_request(i: int) -> dict:
+    document = f"Document {i}. " + " ".join(
+        f"This page talks about {TOPICS[i % 4]} and item {i}-{k}." for k in range(20)
+    )
+    return {
+        "custom_id": f"doc-{i}",
+        "params": {
+            "model": "claude-haiku-5-5",
+            "max_tokens": 64,
+            "system": [{"type": "text", "text": INSTRUCTIONS,
+                        "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+            "messages": [{"role": "user", "content": document}],
+            "output_config": {"format": {"type": "json_schema", "schema": SCHEMA}},
+        },
+    }  # fmt: skip
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def batch_phase(args: argparse.Namespace) -> None:
+    import tempfile
+
+    n = args.batch_requests
+    with (
+        tempfile.TemporaryDirectory(prefix="emulator-bench-") as state_dir,
+        EmulatorProcess(
+            args=[
+                "--state-dir",
+                state_dir,
+                "--batch-seconds",
+                "0",
+                "--ttft-ms",
+                "0",
+                "--tokens-per-second",
+                "0",
+            ]
+        ) as emu,  # fmt: skip
+        emu.client(max_retries=0, timeout=600) as client,
+    ):
+        rss_start = peak_rss_mb(emu.pid)
+        with Meter(emu.pid) as build:
+            requests = [batch_request(i) for i in range(n)]
+            payload_mb = len(json.dumps({"requests": requests})) / 1e6
+            batch = client.messages.batches.create(requests=requests)
+        with Meter(emu.pid) as process:
+            while (done := client.messages.batches.retrieve(batch.id)).processing_status != "ended":
+                time.sleep(0.02)
+        with Meter(emu.pid) as serve:
+            lines = succeeded = read_hits = 0
+            for item in client.messages.batches.results(batch.id):
+                lines += 1
+                if item.result.type == "succeeded":
+                    succeeded += 1
+                    read_hits += item.result.message.usage.cache_read_input_tokens > 0
+        size = len(emu_results_bytes(emu, done.results_url))
+        counts = done.request_counts
+        stats = emu.stats()
+        print(f"batch: {n:,} requests ({payload_mb:.1f} MB create body) through the SDK, "
+              f"--state-dir (durable), fresh emulator pid {emu.pid}")  # fmt: skip
+        print(f"  build + create: {build.wall:6.2f} s   ({build.line()})")
+        print(f"  process:        {process.wall:6.2f} s   ({process.line()}); "
+              f"{n / process.wall:,.0f} lines/s")  # fmt: skip
+        print(f"  serve results:  {serve.wall:6.2f} s   ({serve.line()}); {size / 1e6:.1f} MB "
+              f"JSONL, {lines:,} lines parsed by the SDK")  # fmt: skip
+        print(f"  total:          {build.wall + process.wall + serve.wall:6.2f} s")
+        print(f"  lines: {counts.succeeded:,} succeeded, {counts.errored} errored; "
+              f"{read_hits:,} read the cached instructions (cache stats: "
+              f"{stats['cache']['write_tokens']:,} tokens written, "
+              f"{stats['cache']['read_tokens']:,} read)")  # fmt: skip
+        print(
+            f"  peak RSS: emulator {rss_start:.0f} MB at start -> {peak_rss_mb(emu.pid):.0f} MB; "
+            f"bench client {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        )
+        assert lines == n == counts.succeeded == succeeded, (lines, counts)
+
+
+def emu_results_bytes(emu: EmulatorProcess, url: str) -> bytes:
+    headers = {"x-api-key": emu.api_key, "anthropic-version": VERSION}
+    return httpx2.get(url, headers=headers, timeout=600).content
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--streams", type=int, default=200)
@@ -265,7 +393,13 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=16, help="connections in the unpaced runs")
     p.add_argument("--client", choices=("raw", "httpx2"), default="raw")
     p.add_argument("--rounds", type=int, default=1, help="repeat the paced run (noisy machines)")
+    p.add_argument("--batch-requests", type=int, default=10_000)
+    p.add_argument("--only", choices=("streams", "batch"), default=None)
     args = p.parse_args()
+    if args.only != "streams":
+        batch_phase(args)
+        if args.only == "batch":
+            return
     try:
         import uvloop
 

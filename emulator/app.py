@@ -14,26 +14,29 @@ call answers when its last token would have been streamed: ``ttft + (n - 1) / tp
 model takes as long to generate whether or not it streams. ``tokens_per_second <= 0`` is
 unpaced.
 
-Extension points for part 2 (installed by ``install(app)`` in ``emulator.<module>`` when the
-module defines it, see :data:`PLUGIN_MODULES`): :meth:`EmulatorApp.add_route`, ``validators``,
-``usage_hook`` (prompt cache), ``reply_hooks`` (thinking, citations, tools), ``reset_hooks``,
-``startup_hooks``/``shutdown_hooks``, ``stats.cache``/``stats.batches``, :meth:`faults.take`
-and :meth:`EmulatorApp.complete` (a non-streaming Message for batch lines).
+Part 2 is wired in here: the prompt cache (:mod:`emulator.cache`, one :class:`PromptCache`
+shared by live calls and batch lines) splits the input side of ``usage``; the Message Batches
+routes serve a :class:`~emulator.batches.BatchStore` (``--state-dir`` keeps it across
+restarts) whose lines run through :meth:`EmulatorApp.complete`, the same validate-and-generate
+path as a live call, with ``batch_line`` faults taken per line. Thinking, tools, citations,
+images and the obey trigger are part of the reply (:mod:`emulator.model`) and of validation
+(:mod:`emulator.validation`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from . import models_table
+from .batches import BatchError, BatchStore, error_result
+from .cache import PromptCache
 from .control import Config, RateLimiter, Stats, is_loopback
 from .errors import ApiError, invalid, new_id
 from .faults import Fault, FaultStore
@@ -45,7 +48,11 @@ from .validation import Checked, check_version, validate_count_tokens, validate_
 __all__ = ["DROP", "EmulatorApp", "Request", "Response", "Route", "Stream", "create_app"]
 
 MESSAGES_MAX_BODY = 32 * 1024 * 1024
-PLUGIN_MODULES = ("cache", "thinking", "citations", "images", "tools", "batches")
+BATCHES_PATH = "/v1/messages/batches"
+# A batch line is a Messages request: batch_line faults match either path.
+BATCH_LINE_PATHS = (BATCHES_PATH, "/v1/messages")
+# Request headers never stored with a batch (its headers are kept to match batch_line faults).
+SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-authorization"})
 ORGANIZATION_ID = "00000000-0000-4000-8000-00000000e4a1"
 
 GENERIC_FAULTS = frozenset({"status", "stall", "disconnect", "drop_after_effect"})
@@ -62,8 +69,8 @@ class Request:
     client: str | None
     request_id: str
     arrived: float  # event-loop time
+    base_url: str = ""  # scheme://host as the client addressed us (for absolute results_url)
     params: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
     json: object = None
     json_error: str | None = None
     version: str = ""
@@ -173,7 +180,7 @@ class Route:
     method: str
     pattern: re.Pattern
     handler: Handler
-    max_body: int = MESSAGES_MAX_BODY
+    max_body: int | Callable[[], int] = MESSAGES_MAX_BODY  # a callable: read per request
     fault_kinds: frozenset[str] = GENERIC_FAULTS
     streams: bool = False  # whether ``"stream": true`` in the body makes it stream
 
@@ -189,7 +196,6 @@ class EmulatorApp:
         *,
         api_key: str = "emulator-key",
         state_dir: str | None = None,
-        load_plugins: bool = True,
     ) -> None:
         self.config = config or Config()
         self.api_key = api_key
@@ -199,18 +205,27 @@ class EmulatorApp:
         self.ratelimit = RateLimiter()
         self.cpu = CpuQueue()
         self.routes: list[Route] = []
-        self.validators: list[Callable[[dict, Checked], None]] = []
-        self.usage_hook: Callable[[dict, Checked], dict] | None = None
-        self.reply_hooks: list[Callable[[dict, Checked, Reply], Reply]] = []
-        self.reset_hooks: list[Callable[[], None]] = []
-        self.startup_hooks: list[Callable[[], Awaitable[None] | None]] = []
-        self.shutdown_hooks: list[Callable[[], Awaitable[None] | None]] = []
+        self.cache = PromptCache()
+        self.batches = BatchStore(
+            state_dir,
+            self.config.batch_seconds,
+            process=self._process_batch_line,
+            line_fault=self._batch_line_fault,
+        )
+        self._apply_config()
+        self.stats.sections["cache"] = self.cache.stats
+        self.stats.sections["batches"] = self.batches.stats
         self.add_route("POST", "/v1/messages", _messages, fault_kinds=MESSAGE_FAULTS, streams=True)
         self.add_route("POST", "/v1/messages/count_tokens", _count_tokens)
         self.add_route("GET", "/v1/models", _list_models)
         self.add_route("GET", "/v1/models/{model_id}", _get_model)
-        if load_plugins:
-            self._load_plugins()
+        self.add_route("POST", BATCHES_PATH, _batch_create,
+                       max_body=lambda: self.batches.max_body_bytes)  # fmt: skip
+        self.add_route("GET", BATCHES_PATH, _batch_list)
+        self.add_route("GET", BATCHES_PATH + "/{batch_id}", _batch_retrieve)
+        self.add_route("DELETE", BATCHES_PATH + "/{batch_id}", _batch_delete)
+        self.add_route("POST", BATCHES_PATH + "/{batch_id}/cancel", _batch_cancel)
+        self.add_route("GET", BATCHES_PATH + "/{batch_id}/results", _batch_results)
 
     # --- extension API ------------------------------------------------------------------------
 
@@ -220,7 +235,7 @@ class EmulatorApp:
         pattern: str,
         handler: Handler,
         *,
-        max_body: int = MESSAGES_MAX_BODY,
+        max_body: int | Callable[[], int] = MESSAGES_MAX_BODY,
         fault_kinds: frozenset[str] = GENERIC_FAULTS,
         streams: bool = False,
     ) -> None:
@@ -229,60 +244,76 @@ class EmulatorApp:
             Route(method.upper(), _compile(pattern), handler, max_body, fault_kinds, streams)
         )
 
-    def _load_plugins(self) -> None:
-        for name in PLUGIN_MODULES:
-            full = f"{__package__}.{name}"
-            try:
-                module = importlib.import_module(full)
-            except ModuleNotFoundError as exc:
-                if exc.name == full:
-                    continue
-                raise
-            install = getattr(module, "install", None)
-            if callable(install):
-                install(self)
+    def _apply_config(self) -> None:
+        """Push run-time settings to the parts that keep their own copy."""
+        self.batches.batch_seconds = self.config.batch_seconds
+        self.batches.max_requests = self.config.batch_max_requests
+        self.batches.max_body_bytes = self.config.batch_max_bytes
 
     def reset(self) -> None:
         self.faults.reset(self.config.seed)
         self.stats.reset()
         self.ratelimit = RateLimiter()
-        for hook in self.reset_hooks:
-            hook()
+        self.cache.reset()
+        self.batches.reset()
 
     def input_usage(self, body: dict, checked: Checked) -> dict:
-        """Usage fields of the input side; the prompt cache (part 2) splits them."""
-        if self.usage_hook is not None:
-            return self.usage_hook(body, checked)
-        return {
-            "input_tokens": checked.input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-        }
+        """Usage fields of the input side, split by the prompt cache (which this reads and
+        writes: call it once per request that runs, never for count_tokens)."""
+        usage = self.cache.apply(
+            checked.spec.id,
+            checked.segments,
+            body.get("cache_control"),
+            checked.spec.min_cacheable_tokens,
+        )
+        return usage.usage_fields()
 
     def build_reply(self, body: dict, checked: Checked, fault: Fault | None = None) -> Reply:
         kind = fault.kind if fault else None
-        reply = generate_reply(
+        return generate_reply(
             body,
             self.config.seed,
             refusal=fault.spec if kind == "refusal" else None,
             invalid_output=kind == "invalid_output",
         )
-        for hook in self.reply_hooks:
-            reply = hook(body, checked, reply)
-        return reply
 
-    def complete(self, body: dict, version: str = "2026-10-21") -> dict:
+    def complete(
+        self, body: object, version: str = "2026-10-21", *, service_tier: str = "standard"
+    ) -> dict:
         """A non-streaming Message for ``body`` with no pacing and no faults (batch lines).
 
         Raises :class:`ApiError` exactly as the live endpoint would.
         """
         checked = validate_create(body, version)
-        for check in self.validators:
-            check(body, checked)
+        assert isinstance(body, dict)
+        if body.get("stream"):
+            raise invalid("stream: streaming is not supported for requests in a message batch")
         usage_in = self.input_usage(body, checked)
         reply = self.build_reply(body, checked)
-        return _message_json(body, reply, usage_in, new_id("msg_01", 22))
+        return _message_json(body, reply, usage_in, new_id("msg_01", 22), service_tier)
+
+    def _process_batch_line(self, custom_id: str, params: dict, context: dict) -> dict:
+        """One batch line, as the batch store asks for it (from a worker thread)."""
+        try:
+            message = self.complete(
+                params, context.get("version", "2026-10-21"), service_tier="batch"
+            )
+        except ApiError as err:
+            return error_result(err.error_type, err.message)
+        return {"type": "succeeded", "message": message}
+
+    def _batch_line_fault(self, custom_id: str, params: dict, context: dict) -> str | None:
+        model = params.get("model") if isinstance(params, dict) else None
+        fault = self.faults.take(
+            BATCH_LINE_PATHS,
+            model if isinstance(model, str) else None,
+            context.get("headers") or {},
+            {"batch_line"},
+        )
+        if fault is None:
+            return None
+        self.stats.faults[fault.kind] += 1
+        return str(fault.spec.get("result", "errored"))
 
     # --- ASGI ---------------------------------------------------------------------------------
 
@@ -296,16 +327,11 @@ class EmulatorApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                for hook in self.startup_hooks:
-                    result = hook()
-                    if asyncio.iscoroutine(result):
-                        await result
+                # Batches end on time in the background, so stats and polls see them end.
+                self.batches.start_worker()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for hook in self.shutdown_hooks:
-                    result = hook()
-                    if asyncio.iscoroutine(result):
-                        await result
+                await asyncio.to_thread(self.batches.stop_worker)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -323,6 +349,8 @@ class EmulatorApp:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         client = scope.get("client")
+        server = scope.get("server")
+        host = headers.get("host") or (f"{server[0]}:{server[1]}" if server else "localhost")
         req = Request(
             method=scope["method"],
             path=scope["path"],
@@ -331,6 +359,7 @@ class EmulatorApp:
             client=client[0] if client else None,
             request_id=new_id("req_011C"),
             arrived=loop_time,
+            base_url=f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}",
             receive=receive,
         )
         if req.path.startswith("/_emulator/"):
@@ -338,9 +367,13 @@ class EmulatorApp:
             return
         await self._api(req, receive, send)
 
-    async def _read_body(self, receive: Callable, limit: int) -> bytes | None:
-        """The request body, or ``None`` when it is over ``limit`` (the rest is drained)."""
-        chunks: list[bytes] = []
+    async def _read_body(self, receive: Callable, limit: int) -> bytearray | None:
+        """The request body, or ``None`` when it is over ``limit`` (the rest is drained).
+
+        One growing buffer rather than a list of chunks joined at the end, so a 256 MB batch
+        create is held once, not twice.
+        """
+        body = bytearray()
         size = 0
         more = True
         while more:
@@ -351,10 +384,10 @@ class EmulatorApp:
             more = message.get("more_body", False)
             size += len(chunk)
             if size <= limit:
-                chunks.append(chunk)
+                body += chunk
         if size > limit:
             return None
-        return b"".join(chunks)
+        return body
 
     def _route(self, req: Request) -> Route | ApiError:
         allowed = False
@@ -378,6 +411,8 @@ class EmulatorApp:
             self.stats.retries += 1
         route = self._route(req)
         limit = route.max_body if isinstance(route, Route) else MESSAGES_MAX_BODY
+        if callable(limit):
+            limit = limit()
         body = await self._read_body(receive, limit)
         try:
             if isinstance(route, ApiError):
@@ -386,7 +421,6 @@ class EmulatorApp:
                 raise ApiError(
                     413, f"Request exceeds the maximum allowed number of bytes ({limit})."
                 )
-            req.body = body
             self._authenticate(req)
             req.version = check_version(req.headers.get("anthropic-version"))
             wait = self.ratelimit.admit(self.config.rate_limit_rpm)
@@ -399,9 +433,15 @@ class EmulatorApp:
                 )
             if body and req.method in ("POST", "PUT", "PATCH"):
                 try:
-                    req.json = json.loads(body)
+                    # Decoded here so the bytes can go before parsing: a 256 MB batch create
+                    # is never held as bytes, text and objects at once.
+                    text = body.decode()
+                    del body
+                    req.json = json.loads(text)
                 except (ValueError, UnicodeDecodeError) as exc:
                     req.json_error = f"There was an error parsing the body: {exc}"
+                text = ""
+            body = None  # the parsed JSON is all that is needed from here on
             stream = route.streams and isinstance(req.json, dict) and req.json.get("stream") is True
             kinds = route.fault_kinds if stream else route.fault_kinds - STREAM_ONLY_FAULTS
             model = req.json.get("model") if isinstance(req.json, dict) else None
@@ -513,6 +553,7 @@ class EmulatorApp:
         if action == ("POST", "/_emulator/config"):
             seed = self.config.seed
             self.config.update(data if data is not None else {})
+            self._apply_config()
             if self.config.seed != seed:
                 self.faults.reset(self.config.seed)
             return Response.json(self.config.as_dict())
@@ -612,7 +653,9 @@ def _body_dict(req: Request) -> dict:
     return req.json
 
 
-def _message_json(body: dict, reply: Reply, usage_in: dict, message_id: str) -> dict:
+def _message_json(
+    body: dict, reply: Reply, usage_in: dict, message_id: str, service_tier: str = "standard"
+) -> dict:
     return {
         "id": message_id,
         "type": "message",
@@ -627,7 +670,7 @@ def _message_json(body: dict, reply: Reply, usage_in: dict, message_id: str) -> 
             **usage_in,
             "output_tokens": reply.output_tokens,
             "output_tokens_details": {"thinking_tokens": reply.thinking_tokens},
-            "service_tier": "standard",
+            "service_tier": service_tier,
             "inference_geo": None,
             "speed": body.get("speed"),
         },
@@ -645,8 +688,6 @@ async def _messages(app: EmulatorApp, req: Request) -> Response:
 def _messages_work(app: EmulatorApp, req: Request) -> tuple[Response, float | None]:
     body = _body_dict(req)
     checked = validate_create(body, req.version)
-    for check in app.validators:
-        check(body, checked)
     fault = req.fault
     usage_in = app.input_usage(body, checked)
     reply = app.build_reply(body, checked, fault)
@@ -691,8 +732,6 @@ async def _count_tokens(app: EmulatorApp, req: Request) -> Response:
 def _count_tokens_work(app: EmulatorApp, req: Request) -> Response:
     body = _body_dict(req)
     checked = validate_count_tokens(body, req.version)
-    for check in app.validators:
-        check(body, checked)
     return Response.json({"input_tokens": checked.input_tokens})
 
 
@@ -737,6 +776,75 @@ async def _get_model(app: EmulatorApp, req: Request) -> Response:
     if spec is None:
         raise ApiError(404, f"model: {model_id}")
     return Response.json(spec.info())
+
+
+# --- message batches (reference section E) ------------------------------------------------------
+
+
+async def _store_call(fn: Callable, *args: object, **kw: object) -> object:
+    """Run a (blocking) batch store method in a thread; its errors become API errors."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kw)
+    except BatchError as err:
+        raise ApiError(err.status, err.message, error_type=err.error_type) from None
+
+
+async def _batch_create(app: EmulatorApp, req: Request) -> Response:
+    body = _body_dict(req)
+    for key in body:
+        if key != "requests":
+            raise invalid(f"{key}: Extra inputs are not permitted")
+    if "requests" not in body:
+        raise invalid("requests: Field required")
+    # Kept with the batch: its lines are validated under this version, and batch_line faults
+    # can match these headers (never the credentials).
+    headers = {k: v for k, v in req.headers.items() if k not in SECRET_HEADERS}
+    context = {"version": req.version, "headers": headers}
+    batch = await _store_call(
+        app.batches.create, body["requests"], base_url=req.base_url, context=context
+    )
+    return Response.json(batch)
+
+
+async def _batch_list(app: EmulatorApp, req: Request) -> Response:
+    try:
+        limit = int(req.query.get("limit", 20))
+    except ValueError:
+        raise invalid("limit: Input should be a valid integer") from None
+    page = await _store_call(
+        app.batches.list,
+        limit,
+        req.query.get("after_id"),
+        req.query.get("before_id"),
+        base_url=req.base_url,
+    )
+    return Response.json(page)
+
+
+async def _batch_retrieve(app: EmulatorApp, req: Request) -> Response:
+    batch_id = req.params["batch_id"]
+    return Response.json(await _store_call(app.batches.retrieve, batch_id, base_url=req.base_url))
+
+
+async def _batch_cancel(app: EmulatorApp, req: Request) -> Response:
+    batch_id = req.params["batch_id"]
+    return Response.json(await _store_call(app.batches.cancel, batch_id, base_url=req.base_url))
+
+
+async def _batch_delete(app: EmulatorApp, req: Request) -> Response:
+    return Response.json(await _store_call(app.batches.delete, req.params["batch_id"]))
+
+
+async def _batch_results(app: EmulatorApp, req: Request) -> Response:
+    """The results JSONL, streamed in chunks of whole lines as the store reads them."""
+    chunks = await _store_call(app.batches.results_chunks, req.params["batch_id"])
+    assert isinstance(chunks, Iterator)
+
+    async def body() -> AsyncIterator[bytes]:
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield chunk
+
+    return Response(200, body(), content_type="application/binary")
 
 
 def create_app(

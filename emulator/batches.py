@@ -12,8 +12,9 @@ With ``state_dir`` every batch is a directory ``<state_dir>/batches/<id>/`` hold
 ``meta.json``, ``requests.jsonl`` and, once ended, ``results.jsonl``; a create is committed by
 renaming a complete temporary directory, so a dropped connection never leaves half a batch.
 
-All methods are blocking (processing 10,000 lines takes a while): call them from a worker
-thread in the ASGI app (``starlette.concurrency.run_in_threadpool``).
+All methods are blocking (processing 10,000 lines takes a while): the ASGI app calls them in a
+thread (``asyncio.to_thread``), and its background worker (``start_worker``) ends batches on
+time. A reset while a batch is being processed discards that batch's lines.
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ _CUSTOM_ID_RE = re.compile(CUSTOM_ID_PATTERN)
 _ALPHABET = string.ascii_letters + string.digits
 _RESULT_TYPES = ("succeeded", "errored", "canceled", "expired")
 
-ProcessFn = Callable[[str, dict], dict]
-LineFaultFn = Callable[[str], str | None]
+# process(custom_id, params, context) -> result; line_fault(custom_id, params, context) ->
+# "errored" | "expired" | None. ``context`` is what ``create`` was given for the batch (the
+# emulator passes the create request's API version and its fault-matching headers).
+ProcessFn = Callable[[str, dict, dict], dict]
+LineFaultFn = Callable[[str, dict, dict], str | None]
 
 
 class BatchError(Exception):
@@ -98,7 +102,7 @@ def error_result(error_type: str, message: str) -> dict:
     }
 
 
-def _no_model(custom_id: str, params: dict) -> dict:
+def _no_model(custom_id: str, params: dict, context: dict) -> dict:
     return error_result("api_error", "The emulator has no model wired to process batches.")
 
 
@@ -115,6 +119,7 @@ class _Batch:
     processed_limit: int | None = None  # how many requests run before a cancel
     ended_at: float | None = None
     counts: dict[str, int] | None = None
+    context: dict = field(default_factory=dict)
     # Memory mode only (state_dir None); with a state_dir these live in files.
     requests: list[tuple[str, dict]] | None = field(default=None, repr=False)
     results: list[bytes] | None = field(default=None, repr=False)
@@ -162,7 +167,7 @@ class BatchStore:
         self.max_body_bytes = MAX_BODY_BYTES
         self.clock = clock
         self.process: ProcessFn = process or _no_model
-        self.line_fault: LineFaultFn = line_fault or (lambda custom_id: None)
+        self.line_fault: LineFaultFn = line_fault or (lambda custom_id, params, context: None)
         self.stats_data = BatchStats()
         self._lock = threading.RLock()
         self._batch_locks: dict[str, threading.Lock] = {}
@@ -255,8 +260,11 @@ class BatchStore:
 
     # -- operations --------------------------------------------------------------------
 
-    def create(self, requests: Any, *, base_url: str = "") -> dict:
+    def create(self, requests: Any, *, base_url: str = "", context: dict | None = None) -> dict:
         """Validate and store a batch; returns the MessageBatch (``in_progress``).
+
+        ``context`` (JSON-serialisable) is kept with the batch and handed to ``process`` and
+        ``line_fault`` for each of its lines.
 
         The batch is fully committed (on disk with a state_dir) before this returns, so a
         ``drop_after_effect`` fault that drops the connection afterwards still leaves it.
@@ -270,6 +278,7 @@ class BatchStore:
                 created_at=now,
                 ends_at=now + max(0.0, self.batch_seconds),
                 total=len(items),
+                context=dict(context or {}),
             )
             self._next_seq += 1
         if self._root is None:
@@ -479,16 +488,18 @@ class BatchStore:
                 custom_id, params = json.loads(line)
                 yield custom_id, params
 
-    def _result_for(self, index: int, custom_id: str, params: dict, cutoff: int, beyond: str):
+    def _result_for(
+        self, batch: _Batch, index: int, custom_id: str, params: dict, cutoff: int, beyond: str
+    ) -> dict:
         if index >= cutoff:
             return {"type": beyond}
-        fault = self.line_fault(custom_id)
+        fault = self.line_fault(custom_id, params, batch.context)
         if fault == "expired":
             return {"type": "expired"}
         if fault == "errored":
             return error_result("api_error", "Internal server error")
         try:
-            result = self.process(custom_id, params)
+            result = self.process(custom_id, params, batch.context)
         except Exception as exc:  # a crash in the model must not lose the whole batch
             return error_result("api_error", f"Internal server error ({type(exc).__name__})")
         if not isinstance(result, dict) or result.get("type") not in _RESULT_TYPES:
@@ -507,11 +518,11 @@ class BatchStore:
         counts = dict.fromkeys(_RESULT_TYPES, 0)
         memory: list[bytes] = []
         handle = None
-        if self._root is not None:
-            handle = open(self._dir(batch.id) / "results.jsonl.tmp", "wb")  # noqa: SIM115
         try:
+            if self._root is not None:
+                handle = open(self._dir(batch.id) / "results.jsonl.tmp", "wb")  # noqa: SIM115
             for index, (custom_id, params) in enumerate(self._requests_of(batch)):
-                result = self._result_for(index, custom_id, params, cutoff, beyond)
+                result = self._result_for(batch, index, custom_id, params, cutoff, beyond)
                 counts[result["type"]] += 1
                 line = json.dumps(
                     {"custom_id": custom_id, "result": result}, separators=(",", ":")
@@ -523,10 +534,16 @@ class BatchStore:
             if handle is not None:
                 handle.flush()
                 os.fsync(handle.fileno())
+        except OSError:
+            if self._gone(batch):
+                return  # reset while it was processing: its files went with it
+            raise
         finally:
             if handle is not None:
                 handle.close()
         with self._lock:
+            if self._gone(batch):
+                return  # reset while it was processing: nothing to commit, nothing to count
             if self._root is not None:
                 os.replace(
                     self._dir(batch.id) / "results.jsonl.tmp",
@@ -543,6 +560,10 @@ class BatchStore:
             self.stats_data.ended += 1
             for kind, n in counts.items():
                 self.stats_data.requests[kind] += n
+
+    def _gone(self, batch: _Batch) -> bool:
+        with self._lock:
+            return self._batches.get(batch.id) is not batch
 
     # -- rendering and control ---------------------------------------------------------
 

@@ -11,7 +11,8 @@ Citable sources are ``document`` blocks (plain text, base64 PDF, custom ``conten
 
 ``cited_answer`` picks the 1-3 units that share the most words with the question and returns
 the reply's text blocks, each cited unit as its own block with one citation whose
-``cited_text`` is exactly the source text at the reported location.
+``cited_text`` is exactly the source text at the reported location. Streaming them
+(``citations_delta`` first, then the text) is ``emulator.model.text_block``'s job.
 """
 
 from __future__ import annotations
@@ -268,19 +269,15 @@ def cited_answer(
     return blocks
 
 
-def text_block_deltas(block: dict, chunk_chars: int = 40) -> list[dict]:
-    """The ``delta`` objects of a streamed text block (which starts as
-    ``{"type": "text", "text": ""}``): one citations_delta per citation, then text_delta
-    pieces. The SDK's accumulator rebuilds the same block from them."""
-    deltas: list[dict] = [
-        {"type": "citations_delta", "citation": c} for c in block.get("citations") or []
-    ]
-    text = block.get("text", "")
-    deltas.extend(
-        {"type": "text_delta", "text": text[i : i + chunk_chars]}
-        for i in range(0, len(text), chunk_chars)
+def last_turn_has_citable_results(body: dict) -> bool:
+    """Whether the last message's tool results carry citation-enabled sources (search
+    results or documents returned by a tool): then the answer cites them."""
+    messages = body.get("messages") or []
+    prefix = f"messages.{len(messages) - 1}."
+    return any(
+        path.startswith(prefix) and path.count(".content.") == 2 and _citations_on(block)
+        for path, block, _role in iter_source_blocks(body)
     )
-    return deltas
 
 
 # -- validation ------------------------------------------------------------------------
@@ -304,8 +301,8 @@ def validate_documents(body: dict, api_version: str = "2026-10-21") -> str | Non
             continue
         if role == "assistant" and api_version >= "2026-10-21":
             return (
-                f"{path}: `document` blocks are not supported in `assistant` messages with "
-                f"anthropic-version {api_version}."
+                f"{path}: document blocks are not allowed in assistant messages with "
+                f"anthropic-version {api_version}"
             )
         error = _check_document(path, block)
         if error:
@@ -317,17 +314,36 @@ def validate_documents(body: dict, api_version: str = "2026-10-21") -> str | Non
             "found documents with and without `citations.enabled`."
         )
     if api_version >= "2026-10-21":
-        for i, message in enumerate(body.get("messages") or []):
-            if not isinstance(message, dict) or message.get("role") != "user":
-                continue
-            for j, block in enumerate(_blocks(message.get("content"))):
-                if block.get("type") == "text" and block.get("citations"):
-                    return (
-                        f"messages.{i}.content.{j}.citations: `citations` on text blocks in "
-                        f"`user` messages are not supported with anthropic-version "
-                        f"{api_version}."
-                    )
+        for path, block in _user_text_blocks(body):
+            if block.get("citations"):
+                return (
+                    f"{path}.citations: citations are not allowed in user messages with "
+                    f"anthropic-version {api_version}"
+                )
     return None
+
+
+def _user_text_blocks(body: dict) -> Iterator[tuple[str, dict]]:
+    """Text blocks of user turns: direct ones and those inside search results (also within a
+    tool_result), which is where 2026-10-21 refuses non-empty ``citations``."""
+    for i, message in enumerate(body.get("messages") or []):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        for j, block in enumerate(_blocks(message.get("content"))):
+            path = f"messages.{i}.content.{j}"
+            holders = [(path, block)]
+            if block.get("type") == "tool_result":
+                holders = [
+                    (f"{path}.content.{k}", inner)
+                    for k, inner in enumerate(_blocks(block.get("content")))
+                ]
+            for where, holder in holders:
+                if holder.get("type") == "text":
+                    yield where, holder
+                elif holder.get("type") == "search_result":
+                    for k, inner in enumerate(_blocks(holder.get("content"))):
+                        if inner.get("type") == "text":
+                            yield f"{where}.content.{k}", inner
 
 
 _SOURCE_TAGS = ("base64", "content", "file", "text", "url")

@@ -10,6 +10,7 @@ import ipaddress
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -25,6 +26,10 @@ class Config:
     batch_seconds: float = 2.0
     rate_limit_rpm: int | None = None  # None: no limit enforced
     seed: int = 0
+    # Batch limits (the real API's, reference E.2); tests lower them to reach the 400 / 413
+    # without sending 100,000 requests or 256 MB.
+    batch_max_requests: int = 100_000
+    batch_max_bytes: int = 256 * 1024 * 1024
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -42,6 +47,9 @@ class Config:
                 if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"{key}: must be a number >= 0")
                 value = float(value)
+            elif key in ("batch_max_requests", "batch_max_bytes"):
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise ValueError(f"{key}: must be an integer >= 1")
             elif key == "rate_limit_rpm":
                 if value is not None and (
                     not isinstance(value, int) or isinstance(value, bool) or value < 1
@@ -59,9 +67,9 @@ class Stats:
         self.requests: Counter[str] = Counter()
         self.retries = 0
         self.faults: Counter[str] = Counter()
-        # Filled in place by part 2 (prompt cache, batches); present with zeros until then.
-        self.cache: dict[str, int] = {"write_tokens": 0, "read_tokens": 0}
-        self.batches: dict[str, int] = {"created": 0, "ended": 0}
+        # Sections kept by their owners (the prompt cache, the batch store), read at snapshot
+        # time: ``{"cache": cache.stats, "batches": batches.stats}``.
+        self.sections: dict[str, Callable[[], dict]] = {}
         # How late the last event of recent paced streams went out: lets a benchmark check
         # that the emulator itself kept time.
         self.stream_lateness: deque[float] = deque(maxlen=10_000)
@@ -71,18 +79,17 @@ class Stats:
         self.requests.clear()
         self.retries = 0
         self.faults.clear()
-        for d in (self.cache, self.batches):
-            for key in d:
-                d[key] = 0
 
     def snapshot(self) -> dict:
+        sections = {name: read() for name, read in self.sections.items()}
         return {
             "requests": dict(self.requests),
             "retries": self.retries,
-            "cache": dict(self.cache),
-            "batches": dict(self.batches),
+            "cache": sections.pop("cache", {"write_tokens": 0, "read_tokens": 0}),
+            "batches": sections.pop("batches", {"created": 0, "ended": 0}),
             "faults": dict(self.faults),
             "pacing": self._pacing(),
+            **sections,
         }
 
     def _pacing(self) -> dict:

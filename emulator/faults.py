@@ -9,6 +9,9 @@ request (unlimited unless ``count`` is also given). The draws come from the emul
 
 Where each kind applies is the endpoint's business (see ``app.py``); ``take`` is told which
 kinds the current request can carry, so e.g. a ``midstream_error`` waits for a streaming call.
+A ``batch_line`` fault applies to one line of a batch as it is processed: it matches the path
+``/v1/messages/batches`` or ``/v1/messages`` (so the default path works), the line's model and
+the headers of the request that created the batch.
 """
 
 from __future__ import annotations
@@ -54,11 +57,15 @@ class Fault:
         value = self.spec.get("after_tokens")
         return None if value is None else int(value)
 
-    def matches(self, path: str, model: str | None, headers: dict[str, str]) -> bool:
+    def matches(
+        self, path: str | tuple[str, ...], model: str | None, headers: dict[str, str]
+    ) -> bool:
+        """Whether the fault applies; ``path`` may be several paths (any one matching)."""
+        paths = (path,) if isinstance(path, str) else path
         if self.path.endswith("*"):
-            if not path.startswith(self.path[:-1]):
+            if not any(p.startswith(self.path[:-1]) for p in paths):
                 return False
-        elif path != self.path:
+        elif self.path not in paths:
             return False
         if self.model is not None:
             if model is None:
@@ -166,7 +173,7 @@ class FaultStore:
 
     def take(
         self,
-        path: str,
+        path: str | tuple[str, ...],
         model: str | None,
         headers: dict[str, str],
         kinds: frozenset[str] | set[str],

@@ -113,6 +113,31 @@ _PARSERS = {
 }
 
 
+def decode(b64: str) -> bytes:
+    """The bytes of a base64 string; ``ImageError`` when it is not valid base64."""
+    try:
+        return base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("invalid base64 data") from None
+
+
+def sniff_size(data: bytes) -> tuple[str, int, int]:
+    """``(media_type, width, height)`` from the bytes of a PNG, JPEG, GIF or WebP image.
+
+    The one image parser of the emulator: validation (``image_size``) and the token counter
+    (``emulator.tokens``) both use it. ``ImageError`` when the bytes are no readable image.
+    """
+    if not data:
+        raise ImageError("image cannot be empty")
+    actual = sniff(data)
+    if actual is None:
+        raise ImageError("Could not process image")
+    width, height = _PARSERS[actual](data)
+    if width == 0 or height == 0:
+        raise ImageError("Could not process image")
+    return actual, width, height
+
+
 def image_size(media_type: str, b64: str) -> tuple[int, int]:
     """``(width, height)`` of a base64 image, or ``ImageError`` as the real API would reject it:
     base64 over 5 MB, invalid base64, bytes that are no image or not the declared type, or a
@@ -127,20 +152,10 @@ def image_size(media_type: str, b64: str) -> tuple[int, int]:
             f"image exceeds 5 MB maximum: {len(b64)} bytes > {MAX_BASE64_BYTES} bytes",
             ".base64",
         )
-    try:
-        data = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageError("invalid base64 data") from None
-    if not data:
-        raise ImageError("image cannot be empty")
-    actual = sniff(data)
-    if actual is None:
-        raise ImageError("Could not process image")
-    if actual != media_type:
+    data = decode(b64)
+    if data and sniff(data) not in (None, media_type):
         raise ImageError(f"Image does not match the provided media type {media_type}")
-    width, height = _PARSERS[actual](data)
-    if width == 0 or height == 0:
-        raise ImageError("Could not process image")
+    _, width, height = sniff_size(data)
     if max(width, height) > MAX_DIMENSION:
         raise ImageError(
             f"At least one of the image dimensions exceed max allowed size: {MAX_DIMENSION} pixels"

@@ -37,6 +37,8 @@ def _text_blocks(content: Any) -> list[str]:
 def _last_trigger(texts: list[str]) -> str | None:
     found = None
     for text in texts:
+        if OBEY_TRIGGER not in text:  # a plain substring test first: texts can be long
+            continue
         for match in _LINE.finditer(text):
             found = match.group(1)
     return found

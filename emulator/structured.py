@@ -16,10 +16,11 @@ in the enum's (or its property's) ``description``. Ties are broken by a seeded h
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["Context", "choose_label", "generate", "instance_for", "violate", "words"]
 
@@ -33,6 +34,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _MAX_DEPTH = 12
 
 
+@functools.lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     # Plural and simple verb forms fold together so "invoices" scores for "invoice".
     for suffix in ("ies", "es", "s"):
@@ -49,15 +51,18 @@ def words(text: str) -> list[str]:
 
 @dataclass
 class Context:
-    """The input the generated values draw from."""
+    """The input the generated values draw from (word counts and keywords computed on first
+    use: a batch line classifying a long document needs the counts, never the keywords)."""
 
     text: str
     salt: bytes
-    counts: Counter = field(init=False)
-    keywords: list[str] = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.counts = Counter(words(self.text))
+    @functools.cached_property
+    def counts(self) -> Counter:
+        return Counter(words(self.text))
+
+    @functools.cached_property
+    def keywords(self) -> list[str]:
         raw = re.findall(r"[A-Za-z][A-Za-z'-]{3,}", self.text)
         first: dict[str, str] = {}
         for w in raw:
@@ -65,7 +70,7 @@ class Context:
                 first.setdefault(w.lower(), w)
         # Most frequent first, ties in order of appearance; original spelling kept.
         ranked = sorted(first, key=lambda w: -self.counts[_stem(w)])
-        self.keywords = [first[w] for w in ranked[:12]] or ["your request"]
+        return [first[w] for w in ranked[:12]] or ["your request"]
 
     def tiebreak(self, label: str) -> int:
         digest = hashlib.blake2b(self.salt + b"\x00" + label.encode(), digest_size=8).digest()

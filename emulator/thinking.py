@@ -96,24 +96,13 @@ def make_thinking(
 
 
 def thinking_block(thinking_text: str, model: str) -> dict:
-    """The response content block (non-streaming)."""
+    """The response content block (non-streaming). Its stream (``thinking_delta`` s, one token
+    each, then one ``signature_delta``) is ``emulator.model.thinking_reply_block``."""
     return {
         "type": "thinking",
         "thinking": thinking_text,
         "signature": signature_for(thinking_text, model),
     }
-
-
-def thinking_deltas(thinking_text: str, model: str, chunk_chars: int = 48) -> list[dict]:
-    """The ``delta`` objects of a streamed thinking block: thinking_delta pieces, then one
-    signature_delta just before ``content_block_stop``. The block starts as
-    ``{"type": "thinking", "thinking": "", "signature": ""}``."""
-    pieces = [
-        thinking_text[i : i + chunk_chars] for i in range(0, len(thinking_text), chunk_chars)
-    ] or [""]
-    deltas: list[dict] = [{"type": "thinking_delta", "thinking": p} for p in pieces]
-    deltas.append({"type": "signature_delta", "signature": signature_for(thinking_text, model)})
-    return deltas
 
 
 def thinking_mode(body: dict, always_on: bool = False) -> str | None:

@@ -11,7 +11,8 @@ The rule (documented because the prompt cache and the app's estimates rely on it
   first block, a tool's framing (:data:`TOOL_OVERHEAD`) into its own segment, so
   ``count_request_tokens(body) == sum(s.tokens for s in request_segments(body))`` exactly and
   ``input + cache writes + cache reads == count_tokens`` can hold exactly.
-* Images count ``ceil(w*h/750)`` after the API's downscaling (long edge 1568 px, about 1.15 MP);
+* Images count ``ceil(w*h/750)`` after the API's downscaling (long edge 1568 px, about 1.15 MP),
+  their size read by :func:`emulator.images.sniff_size`;
   PDFs :data:`PDF_PAGE_TOKENS` per page; text documents by their text.
 """
 
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import math
 import re
-import struct
 from dataclasses import dataclass
+
+from . import images
 
 __all__ = [
     "MESSAGE_OVERHEAD",
@@ -33,7 +36,6 @@ __all__ = [
     "block_tokens",
     "canonical_json",
     "count_request_tokens",
-    "image_size",
     "output_pieces",
     "request_segments",
     "text_tokens",
@@ -54,6 +56,18 @@ _OUT_PIECE = re.compile(r"\s*(?:\w{1,8}|[^\w\s])")
 
 def text_tokens(text: str) -> int:
     """Tokens in ``text`` under the rule in the module docstring."""
+    if len(text) >= _MEMO_MIN_CHARS:
+        return _long_text_tokens(text)
+    return len(_PIECE.findall(text))
+
+
+# Long texts (instructions, documents) come back again and again: in every turn of a chat and
+# every line of a batch. Counting them once keeps a 10,000-line batch cheap.
+_MEMO_MIN_CHARS = 2048
+
+
+@functools.lru_cache(maxsize=256)
+def _long_text_tokens(text: str) -> int:
     return len(_PIECE.findall(text))
 
 
@@ -81,8 +95,24 @@ class Segment:
     fingerprint: str  # hash of the segment's canonical JSON without cache_control
 
 
-def _fingerprint(kind: str, role: str | None, block: dict) -> str:
+def _strip_cache_control(block: dict) -> dict:
     stripped = {k: v for k, v in block.items() if k != "cache_control"}
+    inner = stripped.get("content")
+    if stripped.get("type") == "tool_result" and isinstance(inner, list):
+        stripped["content"] = [_strip_cache_control(b) if isinstance(b, dict) else b for b in inner]
+    return stripped
+
+
+_PLAIN_TEXT_KEYS = frozenset({"type", "text", "cache_control"})
+
+
+def _fingerprint(kind: str, role: str | None, block: dict) -> str:
+    text = block.get("text")
+    if block.get("type") == "text" and isinstance(text, str) and block.keys() <= _PLAIN_TEXT_KEYS:
+        # The common case without a JSON dump (long system prompts, every turn, every line).
+        raw = f"text\x00{kind}\x00{role}\x00{text}"
+        return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+    stripped = _strip_cache_control(block)
     raw = canonical_json({"kind": kind, "role": role, "block": stripped})
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
@@ -139,6 +169,20 @@ def _as_blocks(content: object) -> list[dict]:
     return []
 
 
+def block_cache_control(block: dict) -> dict | None:
+    """The breakpoint a message block carries: its own ``cache_control``, or for a tool_result
+    the last one among its content blocks (segments end at whole blocks, so a breakpoint inside
+    a tool_result is placed at the tool_result's end)."""
+    if block.get("cache_control") is not None:
+        return block["cache_control"]
+    inner = block.get("content")
+    if block.get("type") == "tool_result" and isinstance(inner, list):
+        for sub in reversed(inner):
+            if isinstance(sub, dict) and sub.get("cache_control") is not None:
+                return sub["cache_control"]
+    return None
+
+
 def request_segments(body: dict) -> list[Segment]:
     """Segments of a Messages (or count_tokens) request, in order tools -> system -> messages."""
     segments: list[Segment] = []
@@ -169,7 +213,7 @@ def request_segments(body: dict) -> list[Segment]:
             kind = str(block.get("type", "unknown"))
             tokens = block_tokens(block) + (MESSAGE_OVERHEAD if i == 0 else 0)
             segments.append(
-                Segment(kind, tokens, block.get("cache_control"), _fingerprint(kind, role, block))
+                Segment(kind, tokens, block_cache_control(block), _fingerprint(kind, role, block))
             )
     return segments
 
@@ -181,50 +225,6 @@ def count_request_tokens(body: dict) -> int:
 # --- images and documents -------------------------------------------------------------------
 
 
-def _b64_prefix(data: str, n_bytes: int) -> bytes:
-    chars = (n_bytes // 3) * 4
-    try:
-        return base64.b64decode(data[:chars], validate=False)
-    except (binascii.Error, ValueError):
-        return b""
-
-
-def image_size(raw: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header of a PNG, GIF, JPEG or WebP image; None if unknown."""
-    if raw.startswith(b"\x89PNG\r\n\x1a\n") and len(raw) >= 24:
-        return struct.unpack(">II", raw[16:24])
-    if raw[:6] in (b"GIF87a", b"GIF89a") and len(raw) >= 10:
-        return struct.unpack("<HH", raw[6:10])
-    if raw.startswith(b"RIFF") and raw[8:12] == b"WEBP" and len(raw) >= 30:
-        chunk = raw[12:16]
-        if chunk == b"VP8X":
-            w = int.from_bytes(raw[24:27], "little") + 1
-            h = int.from_bytes(raw[27:30], "little") + 1
-            return w, h
-        if chunk == b"VP8 ":
-            w, h = struct.unpack("<HH", raw[26:30])
-            return w & 0x3FFF, h & 0x3FFF
-        if chunk == b"VP8L" and len(raw) >= 25:
-            bits = int.from_bytes(raw[21:25], "little")
-            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if raw.startswith(b"\xff\xd8"):
-        i = 2
-        while i + 9 < len(raw):
-            if raw[i] != 0xFF:
-                i += 1
-                continue
-            marker = raw[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            length = int.from_bytes(raw[i + 2 : i + 4], "big")
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                h, w = struct.unpack(">HH", raw[i + 5 : i + 9])
-                return w, h
-            i += 2 + length
-    return None
-
-
 def image_tokens_for_size(width: int, height: int) -> int:
     """Tokens for an image after the API's downscaling (long edge 1568 px, ~1.15 MP)."""
     scale = min(1.0, 1568 / max(width, height, 1), math.sqrt(1_150_000 / max(width * height, 1)))
@@ -234,10 +234,12 @@ def image_tokens_for_size(width: int, height: int) -> int:
 
 def _image_tokens(source: object) -> int:
     if isinstance(source, dict) and source.get("type") == "base64":
-        # 64 KB of header is enough to reach a JPEG's SOF marker in practice.
-        size = image_size(_b64_prefix(str(source.get("data", "")), 65536))
-        if size:
-            return image_tokens_for_size(*size)
+        try:
+            _, width, height = images.sniff_size(images.decode(str(source.get("data", ""))))
+        except images.ImageError:
+            pass  # validation rejects it (images.check_images); count it like an unknown size
+        else:
+            return image_tokens_for_size(width, height)
     return IMAGE_FALLBACK_TOKENS
 
 

@@ -11,8 +11,9 @@ Rules (documented for the app's tests):
   the results (``answer_after_tool_result``), calling an ``is_error`` result an error.
 * ``EMULATOR-TOOL-LOOP`` anywhere in the conversation's user text makes it call a tool on
   every turn, forever (the matched tool, else the first), to test iteration caps.
-* ``tool_choice`` ``none`` never calls; ``tool`` calls the named tool; ``any`` the best match,
-  else the first tool (for models that allow forced tools; part 1 rejects the others).
+* ``tool_choice`` ``none`` never calls. Forced choices (``any``/``tool``) are the model's own
+  business (``emulator.model``), as are the blocks' stream deltas (one token per
+  ``input_json_delta``).
 
 Tool input comes from the injected ``instance_for(schema, text)`` (part 1's structured-output
 generator), so it is valid for the tool's ``input_schema``.
@@ -109,7 +110,9 @@ def loop_mode(body: dict) -> bool:
     return any(LOOP_TRIGGER in text_of(m.get("content")) for m in _user_messages(body))
 
 
-def _latest_user_text(body: dict) -> str:
+def latest_user_text(body: dict) -> str:
+    """The user's own words in the latest user turn that has any (a turn of only tool results
+    is skipped, so after a tool round trip this is still the question)."""
     for message in reversed(_user_messages(body)):
         text = text_of(message.get("content"))
         if text.strip():
@@ -164,21 +167,19 @@ def tool_use_id(body: dict, name: str) -> str:
 def plan_tool_call(body: dict, instance_for: InstanceFor) -> dict | None:
     """The ``tool_use`` block the model emits for this request, or None to answer in text.
 
-    Call after validation and before generating text; when it returns a block, the reply is
-    (optionally a short text block, then) this block with ``stop_reason`` ``tool_use``.
+    Call after validation and before generating text, for ``tool_choice`` auto (or none
+    given); when it returns a block, the reply is (optionally a short text block, then) this
+    block with ``stop_reason`` ``tool_use``.
     """
     tools = custom_tools(body)
     if not tools:
         return None
     choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
-    kind = choice.get("type", "auto")
-    if kind == "none":
-        return None
-    text = _latest_user_text(body)
+    if choice.get("type", "auto") != "auto":
+        return None  # none: never; any / tool: forced, see emulator.model
+    text = latest_user_text(body)
     tool: dict | None
-    if kind == "tool":
-        tool = next((t for t in tools if t["name"] == choice.get("name")), None)
-    elif kind == "any" or loop_mode(body):
+    if loop_mode(body):
         tool = best_tool(tools, text) or tools[0]
     elif last_user_has_tool_result(body):
         return None
@@ -198,65 +199,6 @@ def plan_tool_call(body: dict, instance_for: InstanceFor) -> dict | None:
 def tool_preamble(call: dict) -> str:
     """A short text a model often says before a tool call (optional first block)."""
     return f"I'll use the {call['name']} tool for this."
-
-
-def json_fragments(tool_input: Any, pieces: int = 4) -> list[str]:
-    """``tool_input`` as JSON split into several ``input_json_delta`` fragments.
-
-    The fragments concatenate to ``json.dumps(tool_input)``; cuts fall after a comma, colon or
-    space where possible (as the real stream tends to), never inside an escape sequence.
-    """
-    text = json.dumps(tool_input)
-    if len(text) < 2:
-        return [text]
-    pieces = max(2, min(pieces, len(text)))
-    target = len(text) / pieces
-    cuts: list[int] = []
-    for k in range(1, pieces):
-        ideal = round(k * target)
-        cut = _safe_cut(text, ideal, lower=(cuts[-1] + 1) if cuts else 1)
-        if cut is not None and cut < len(text):
-            cuts.append(cut)
-    bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
-
-
-def _safe_cut(text: str, ideal: int, lower: int) -> int | None:
-    window = range(max(lower, ideal - 6), min(len(text) - 1, ideal + 6) + 1)
-    preferred = [i for i in window if text[i - 1] in ",: "]
-    for i in sorted(preferred, key=lambda i: abs(i - ideal)) + sorted(
-        window, key=lambda i: abs(i - ideal)
-    ):
-        if not _inside_escape(text, i):
-            return i
-    return None
-
-
-def _inside_escape(text: str, cut: int) -> bool:
-    """True when cutting before ``text[cut]`` splits a backslash escape (``\\n``, ``\\u00e9``)."""
-    start = max(0, cut - 6)
-    for i in range(start, cut):
-        if text[i] != "\\":
-            continue
-        backslashes = 0
-        j = i
-        while j >= 0 and text[j] == "\\":
-            backslashes += 1
-            j -= 1
-        if backslashes % 2 == 0:
-            continue  # this backslash is itself escaped
-        length = 6 if i + 1 < len(text) and text[i + 1] == "u" else 2
-        if i < cut < i + length:
-            return True
-    return False
-
-
-def input_json_deltas(tool_input: Any) -> list[dict]:
-    """The ``delta`` objects of a streamed tool_use block (which starts with ``"input": {}``):
-    an empty first fragment, as the real API sends, then the JSON in pieces."""
-    return [{"type": "input_json_delta", "partial_json": ""}] + [
-        {"type": "input_json_delta", "partial_json": f} for f in json_fragments(tool_input)
-    ]
 
 
 def _result_text(content: Any) -> str:

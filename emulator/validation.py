@@ -2,7 +2,10 @@
 
 Messages follow the API's ``<location>: <problem>`` style (``max_tokens: Field required``).
 Checks run from cheap and structural to model-specific, and the first failure wins, as the
-real API reports one problem per request.
+real API reports one problem per request. After the shape checks come the content checks that
+live with their features: cache breakpoints (:mod:`emulator.cache`), images
+(:mod:`emulator.images`), documents and citations (:mod:`emulator.citations`) and, for
+Messages calls, the thinking history (:mod:`emulator.thinking`).
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ import re
 from dataclasses import dataclass
 
 from . import models_table as mt
+from .cache import check_breakpoints, segment_paths
+from .citations import validate_documents
 from .errors import ApiError, invalid
+from .images import check_images
+from .thinking import check_thinking_history
 from .tokens import Segment, request_segments
 
 __all__ = [
     "API_VERSIONS",
     "Checked",
-    "MAX_CACHE_BREAKPOINTS",
     "check_version",
     "validate_count_tokens",
     "validate_create",
@@ -26,11 +32,6 @@ __all__ = [
 V2023 = "2023-06-01"
 V2026 = "2026-10-21"
 API_VERSIONS = (V2023, V2026)
-MAX_CACHE_BREAKPOINTS = 4
-TTL_ORDER_MESSAGE = (
-    "a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block. "
-    "Note that blocks are processed in the following order: `tools`, `system`, `messages`."
-)
 SAMPLING = ("temperature", "top_p", "top_k")
 
 # fmt: off
@@ -54,7 +55,6 @@ BLOCK_TYPES = {
     "tool_reference", "mcp_tool_use", "mcp_tool_result",
 }
 CACHEABLE = {"text", "image", "document", "search_result", "tool_use", "tool_result"}
-IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _TRAILING_WS = re.compile(r"\s$")
 # fmt: on
@@ -141,7 +141,7 @@ def _validate(body: object, version: str, *, count_tokens: bool) -> Checked:
     if spec is None:
         raise ApiError(404, f"model: {model_id}")
 
-    _check_messages(messages, version)
+    _check_messages(messages)
     _check_system(body.get("system", None))
     if not count_tokens:
         _check_scalars(body)
@@ -158,14 +158,15 @@ def _validate(body: object, version: str, *, count_tokens: bool) -> Checked:
         and not spec.prefill
     ):
         raise invalid("Prefilling assistant messages is not supported for this model.")
-    _check_cache_control(body)
+    segments = request_segments(body)
+    _check_cache_control(body, segments)
+    _check_content(body, spec, version, count_tokens=count_tokens)
 
     if not count_tokens and body["max_tokens"] > spec.max_output:
         raise invalid(
             f"max_tokens: {body['max_tokens']} > {spec.max_output}, which is the maximum allowed "
             f"number of output tokens for {model_id}"
         )
-    segments = request_segments(body)
     total = sum(s.tokens for s in segments)
     if total > spec.context_window:
         raise invalid(f"prompt is too long: {total} tokens > {spec.context_window} maximum")
@@ -214,7 +215,7 @@ def _check_system(system: object) -> None:
         _need(block["text"] != "", loc, "text content blocks must be non-empty")
 
 
-def _check_messages(messages: list, version: str) -> None:
+def _check_messages(messages: list) -> None:
     for i, msg in enumerate(messages):
         loc = f"messages.{i}"
         _need(isinstance(msg, dict), loc, "Input should be a valid dictionary")
@@ -241,7 +242,7 @@ def _check_messages(messages: list, version: str) -> None:
                 "final assistant message"
             )
         for j, block in enumerate(content):
-            _check_block(block, f"{loc}.content.{j}", msg["role"], version)
+            _check_block(block, f"{loc}.content.{j}")
         if last_assistant and content:
             tail = content[-1]
             if tail.get("type") == "text" and _TRAILING_WS.search(tail.get("text", "")):
@@ -249,7 +250,7 @@ def _check_messages(messages: list, version: str) -> None:
     _check_tool_pairing(messages)
 
 
-def _check_block(block: object, loc: str, role: str, version: str) -> None:
+def _check_block(block: object, loc: str) -> None:
     _need(isinstance(block, dict), loc, "Input should be a valid dictionary")
     kind = block.get("type")
     if kind not in BLOCK_TYPES:
@@ -257,28 +258,18 @@ def _check_block(block: object, loc: str, role: str, version: str) -> None:
             f"{loc}.type: Input tag '{kind}' found using 'type' does not match any of the "
             "expected tags"
         )
+    # Documents (and citations on user text) are checked by citations.validate_documents,
+    # base64 image data by images.check_images, after these shape checks.
     if kind == "text":
         _need(isinstance(block.get("text"), str), f"{loc}.text", "Input should be a valid string")
         _need(block["text"] != "", loc, "text content blocks must be non-empty")
-        if version == V2026 and role == "user" and block.get("citations"):
-            raise invalid(
-                f"{loc}.citations: citations are not allowed in user messages with "
-                f"anthropic-version {V2026}"
-            )
     elif kind == "image":
         _check_image(block, loc)
-    elif kind == "document":
-        if version == V2026 and role == "assistant":
-            raise invalid(
-                f"{loc}: document blocks are not allowed in assistant messages with "
-                f"anthropic-version {V2026}"
-            )
-        _need(isinstance(block.get("source"), dict), f"{loc}.source", "Field required")
     elif kind == "search_result":
         content = block.get("content")
         _need(isinstance(content, list), f"{loc}.content", "Input should be a valid list")
         for k, sub in enumerate(content):
-            _check_block(sub, f"{loc}.content.{k}", role, version)
+            _check_block(sub, f"{loc}.content.{k}")
     elif kind == "tool_use":
         _need(isinstance(block.get("id"), str), f"{loc}.id", "Field required")
         _need(isinstance(block.get("name"), str), f"{loc}.name", "Field required")
@@ -292,7 +283,7 @@ def _check_block(block: object, loc: str, role: str, version: str) -> None:
         content = block.get("content", "")
         if isinstance(content, list):
             for k, sub in enumerate(content):
-                _check_block(sub, f"{loc}.content.{k}", role, version)
+                _check_block(sub, f"{loc}.content.{k}")
         else:
             _need(
                 isinstance(content, str), f"{loc}.content", "Input should be a valid string or list"
@@ -311,13 +302,6 @@ def _check_image(block: dict, loc: str) -> None:
         f"{loc}.source.type",
         "Input should be 'base64', 'url' or 'file'",
     )
-    if stype == "base64":
-        _need(
-            src.get("media_type") in IMAGE_MEDIA_TYPES,
-            f"{loc}.source.base64.media_type",
-            "Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'",
-        )
-        _need(isinstance(src.get("data"), str), f"{loc}.source.base64.data", "Field required")
 
 
 def _blocks(msg: dict) -> list[dict]:
@@ -497,8 +481,8 @@ def _check_sampling(body: dict, spec: mt.ModelSpec, version: str, thinking: str)
             raise invalid("top_k is not supported when thinking is enabled.")
 
 
-def _iter_cacheable(body: dict):
-    """(location, cache_control) in prompt order tools -> system -> messages."""
+def _iter_markers(body: dict):
+    """(location, cache_control) of every marker, in prompt order tools -> system -> messages."""
     for i, tool in enumerate(body.get("tools") or []):
         if isinstance(tool, dict) and tool.get("cache_control") is not None:
             yield f"tools.{i}", tool["cache_control"]
@@ -516,39 +500,33 @@ def _iter_cacheable(body: dict):
                 for k, sub in enumerate(b["content"]):
                     if isinstance(sub, dict) and sub.get("cache_control") is not None:
                         yield f"{loc}.content.{k}", sub["cache_control"]
-    if body.get("cache_control") is not None and not _last_block_marked(body):
-        # Automatic caching puts its breakpoint on the last cacheable block, so it takes a slot
-        # (unless that block already has one) and sits after every explicit one.
+    if body.get("cache_control") is not None:
         yield "cache_control", body["cache_control"]
 
 
-def _last_block_marked(body: dict) -> bool:
-    messages = body.get("messages") or []
-    blocks = _blocks(messages[-1]) if messages and isinstance(messages[-1], dict) else []
-    blocks = [b for b in blocks if b.get("type") not in ("thinking", "redacted_thinking")]
-    return bool(blocks) and blocks[-1].get("cache_control") is not None
-
-
-def _check_cache_control(body: dict) -> None:
-    found = list(_iter_cacheable(body))
-    for loc, cc in found:
+def _check_cache_control(body: dict, segments: list[Segment]) -> None:
+    """Each marker's shape here; how many and in which TTL order: the prompt cache's rules
+    (:func:`emulator.cache.check_breakpoints`). A tool_result is one segment, so markers inside
+    it make one breakpoint at its end (see :func:`emulator.tokens.block_cache_control`)."""
+    for loc, cc in _iter_markers(body):
         _need(isinstance(cc, dict), f"{loc}.cache_control", "Input should be a valid dictionary")
         _need(
             cc.get("type") == "ephemeral",
             f"{loc}.cache_control.type",
             "Input should be 'ephemeral'",
         )
-        ttl = cc.get("ttl", "5m")
-        _need(ttl in ("5m", "1h"), f"{loc}.cache_control.ttl", "Input should be '5m' or '1h'")
-    if len(found) > MAX_CACHE_BREAKPOINTS:
-        raise invalid(
-            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
-            f"Found {len(found)}."
-        )
-    seen_5m = None
-    for loc, cc in found:
-        ttl = cc.get("ttl", "5m")
-        if ttl == "5m" and seen_5m is None:
-            seen_5m = loc
-        elif ttl == "1h" and seen_5m is not None:
-            raise invalid(f"{loc}.cache_control.ttl: {TTL_ORDER_MESSAGE}")
+    message = check_breakpoints(segments, body.get("cache_control"), segment_paths(body))
+    if message is not None:
+        raise invalid(message)
+
+
+def _check_content(body: dict, spec: mt.ModelSpec, version: str, *, count_tokens: bool) -> None:
+    """Part 2's content checks, in order: images, documents/citations, thinking history."""
+    message = check_images(body, max_images=100 if spec.context_window <= 200_000 else 600)
+    if message is None:
+        message = validate_documents(body, version)
+    if message is None and not count_tokens:
+        always_on = mt.DISABLED not in spec.thinking
+        message = check_thinking_history(body, spec.id, always_on=always_on)
+    if message is not None:
+        raise invalid(message)

@@ -25,7 +25,7 @@ def test_login_then_home_then_logout(client, user):
 
     response = client.post(reverse("login"), {"username": user.username, "password": PASSWORD})
     assert response.status_code == 302
-    home = client.get("/")
+    home = client.get("/", follow=True)
     assert home.status_code == 200
     assert f"Log out {user.username}" in home.content.decode()
     client.post(reverse("logout"))

@@ -12,7 +12,9 @@ import jsonschema
 import pytest
 from pydantic import BaseModel
 
-MODEL = "claude-opus-5-5"
+# Thinking is off by default on this model, so these tests see the text alone (always-on
+# thinking models are covered in test_conformance_thinking.py).
+MODEL = "claude-haiku-5-5"
 HELLO = [{"role": "user", "content": "What is the capital of France? Tell me about Paris."}]
 
 
@@ -299,7 +301,7 @@ def test_models_list_pages_and_retrieve(sdk):
     assert info.lifecycle == "deprecated"
     assert info.retires_at.isoformat().startswith("2026-11-30")
     assert info.max_input_tokens == 200_000 and info.max_tokens == 64_000
-    opus = sdk.models.retrieve(MODEL)
+    opus = sdk.models.retrieve("claude-opus-5-5")
     assert opus.capabilities.thinking.types.enabled.supported is False
     assert opus.capabilities.thinking.types.adaptive.supported is True
     assert opus.model_extra["forced_tool_choice"] is False

@@ -20,7 +20,9 @@ from emulator.app import create_app
 from emulator.control import is_loopback
 from emulator.testing import EmulatorError
 
-MODEL = "claude-opus-5-5"
+# Thinking is off by default on this model, so these tests see the text alone (always-on
+# thinking models are covered in test_conformance_thinking.py).
+MODEL = "claude-haiku-5-5"
 HI = [{"role": "user", "content": "Tell me a story about a lighthouse keeper and the sea."}]
 KW = {"model": MODEL, "max_tokens": 500, "messages": HI}
 

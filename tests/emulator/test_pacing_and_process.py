@@ -10,7 +10,9 @@ import pytest
 
 from emulator.__main__ import parse_args
 
-MODEL = "claude-opus-5-5"
+# Thinking is off by default on this model, so these tests see the text alone (always-on
+# thinking models are covered in test_conformance_thinking.py).
+MODEL = "claude-haiku-5-5"
 HI = [{"role": "user", "content": "Describe the tides in a few sentences, please."}]
 
 
@@ -77,6 +79,8 @@ def test_cli_flags_restart_and_signals(emulator_factory, tmp_path):
         "batch_seconds": 1.5,
         "rate_limit_rpm": 50,
         "seed": 3,
+        "batch_max_requests": 100_000,
+        "batch_max_bytes": 256 * 1024 * 1024,
     }
     with emu.client(max_retries=0) as c:
         first = c.messages.create(model=MODEL, max_tokens=200, messages=HI).content[0].text

@@ -80,9 +80,11 @@ class FakeModel:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.contexts: list[dict] = []
 
-    def __call__(self, custom_id: str, params: dict) -> dict:
+    def __call__(self, custom_id: str, params: dict, context: dict) -> dict:
         self.calls.append(custom_id)
+        self.contexts.append(context)
         if "max_tokens" not in params:
             return error_result("invalid_request_error", "max_tokens: Field required")
         return {"type": "succeeded", "message": message_for(custom_id, params)}
@@ -189,7 +191,9 @@ def test_batch_seconds_can_change_at_run_time():
 
 def test_line_faults_make_lines_error_or_expire():
     faults = {"req-0": "errored", "req-1": "expired"}
-    store, clock, model = make_store(seconds=1, line_fault=faults.get)
+    store, clock, model = make_store(
+        seconds=1, line_fault=lambda custom_id, params, context: faults.get(custom_id)
+    )
     created = store.create(reqs(3))
     clock.now += 2
     parsed = lines(store, created["id"])
@@ -200,8 +204,18 @@ def test_line_faults_make_lines_error_or_expire():
     assert (counts["errored"], counts["expired"], counts["succeeded"]) == (1, 1, 1)
 
 
+def test_the_create_context_reaches_every_line_and_survives_a_restart(tmp_path):
+    store, clock, _ = make_store(tmp_path, seconds=1)
+    created = store.create(reqs(2), context={"version": "2023-06-01", "headers": {"x-run": "7"}})
+    clock.now += 2
+    model = FakeModel()
+    restarted = BatchStore(str(tmp_path), 1, clock, process=model)
+    restarted.retrieve(created["id"])
+    assert model.contexts == [{"version": "2023-06-01", "headers": {"x-run": "7"}}] * 2
+
+
 def test_a_crashing_model_gives_an_errored_line_not_a_lost_batch():
-    def boom(custom_id: str, params: dict) -> dict:
+    def boom(custom_id: str, params: dict, context: dict) -> dict:
         raise RuntimeError("model bug")
 
     store = BatchStore(None, 0, Clock(), process=boom)
@@ -560,3 +574,24 @@ def test_results_url_uses_the_given_base():
         == "http://h:1/v1/messages/batches/msgbatch_x/results"
     )
     assert results_url("", "msgbatch_x") == "/v1/messages/batches/msgbatch_x/results"
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "state-dir"])
+def test_a_reset_while_a_batch_is_processing_discards_it_cleanly(tmp_path, durable):
+    clock = Clock()
+    store = BatchStore(str(tmp_path) if durable else None, 1, clock)
+
+    def process(custom_id: str, params: dict, context: dict) -> dict:
+        store.reset()  # what /_emulator/reset does from another thread mid-batch
+        return FakeModel()(custom_id, params, context)
+
+    store.process = process
+    created = store.create(reqs(3))
+    clock.now += 2
+    assert store.process_due() == 1
+    assert store.stats()["ended"] == 0 and store.stats()["requests"]["succeeded"] == 0
+    with pytest.raises(BatchError) as err:
+        store.retrieve(created["id"])
+    assert err.value.status == 404
+    if durable:
+        assert list((tmp_path / "batches").iterdir()) == []

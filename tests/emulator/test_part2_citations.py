@@ -18,9 +18,9 @@ from emulator.citations import (
     cited_answer,
     pdf_pages,
     sentences,
-    text_block_deltas,
     validate_documents,
 )
+from emulator.model import text_block
 
 GRASS = "The grass is green. The sky is blue.\nWater is wet! Is fire hot? Yes."
 
@@ -346,7 +346,7 @@ def test_document_in_an_assistant_turn_is_refused_under_2026_10_21_only():
             {"role": "assistant", "content": [text_doc("A.")]},
         ]
     }
-    assert validate_documents(body).startswith("messages.1.content.0: `document` blocks")
+    assert validate_documents(body).startswith("messages.1.content.0: document blocks are not")
     assert validate_documents(body, api_version="2023-06-01") is None
 
 
@@ -429,7 +429,9 @@ def test_stream_deltas_rebuild_the_cited_blocks_through_the_sdk_accumulator():
                 "content_block": {"type": "text", "text": ""},
             }
         )
-        deltas = text_block_deltas(block, chunk_chars=7)
+        built = text_block(block["text"], block.get("citations"))
+        assert built.final == block
+        deltas = [d for d, _counted in built.deltas]
         events += [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas]
     snapshot = None
     for event in events:

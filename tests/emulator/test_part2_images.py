@@ -15,6 +15,7 @@ from emulator.images import (
     describe_images,
     image_infos,
     image_size,
+    sniff_size,
 )
 
 
@@ -222,7 +223,7 @@ def test_reply_states_the_real_dimensions():
     assert [i.path for i in image_infos(two)] == ["messages.0.content.0", "messages.0.content.1"]
 
 
-def test_sizes_agree_with_part_one_token_counter():
+def test_the_token_counter_reads_sizes_with_the_same_parser():
     tokens = pytest.importorskip("emulator.tokens")
     for data in (
         png(3, 2),
@@ -237,4 +238,8 @@ def test_sizes_agree_with_part_one_token_counter():
             b"\xff\xd8": "image/jpeg",
             b"RI": "image/webp",
         }[data[:2]]
-        assert tokens.image_size(data) == image_size(media, b64(data))
+        width, height = image_size(media, b64(data))
+        assert sniff_size(data) == (media, width, height)
+        block = {"type": "image", "source": {"type": "base64", "media_type": media,
+                                             "data": b64(data)}}  # fmt: skip
+        assert tokens.block_tokens(block) == tokens.image_tokens_for_size(width, height)

@@ -9,6 +9,7 @@ import random
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import ThinkingBlock
 
+from emulator.model import thinking_reply_block
 from emulator.thinking import (
     INVALID_SIGNATURE_MESSAGE,
     THINKING_REQUIRED_MESSAGE,
@@ -16,10 +17,10 @@ from emulator.thinking import (
     make_thinking,
     signature_for,
     thinking_block,
-    thinking_deltas,
     thinking_mode,
     verify_signature,
 )
+from emulator.tokens import text_tokens
 
 MODEL = "claude-sonnet-4-5"
 
@@ -66,10 +67,12 @@ def test_make_thinking_respects_a_tiny_budget():
 
 def test_streamed_deltas_rebuild_the_block_through_the_sdk_accumulator():
     text = make_thinking("Why is the sky blue?", MODEL, None, random.Random(1))
-    deltas = thinking_deltas(text, MODEL, chunk_chars=10)
+    block = thinking_reply_block(text, MODEL)
+    deltas = [d for d, _counted in block.deltas]
     assert deltas[-1] == {"type": "signature_delta", "signature": signature_for(text, MODEL)}
     assert all(d["type"] == "thinking_delta" for d in deltas[:-1])
-    assert len(deltas) > 3
+    # One output token per thinking_delta; the signature is not a token.
+    assert block.tokens == len(deltas) - 1 == text_tokens(text)
     events = [
         {
             "type": "message_start",
