@@ -196,6 +196,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 1000)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Tests set a fast hasher; production keeps Django's default list.
+if env_str("PASSWORD_HASHERS"):
+    PASSWORD_HASHERS = env_list("PASSWORD_HASHERS")
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -366,7 +369,10 @@ REPLY_DONE_TTL = env_int("REPLY_DONE_TTL", 120)
 # on a read after 5 s by default: an idle socket's receive then raises TimeoutError and the
 # websocket drops. The layer's connections get room to wait (consumers die otherwise).
 CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
-    {"address": CHANNEL_LAYER_URL, "socket_timeout": env_float("CHANNEL_LAYER_SOCKET_TIMEOUT", 30.0)}
+    {
+        "address": CHANNEL_LAYER_URL,
+        "socket_timeout": env_float("CHANNEL_LAYER_SOCKET_TIMEOUT", 30.0),
+    }
 ]
 CELERY_BEAT_SCHEDULE["sweep-stale-replies"] = {
     "task": "claudeapp.replies.sweep_stale_replies",
@@ -378,6 +384,10 @@ CELERY_BEAT_SCHEDULE["sweep-stale-replies"] = {
 # urgent sets. The batch limits are the API's (100,000 requests, 256 MB); tests lower them.
 CLASSIFICATION_BATCH_MAX_REQUESTS = env_int("CLASSIFICATION_BATCH_MAX_REQUESTS", 100_000)
 CLASSIFICATION_BATCH_MAX_BYTES = env_int("CLASSIFICATION_BATCH_MAX_BYTES", 255 * 1024 * 1024)
+# What a batch aims at, under the limits: its body is built in one worker's memory, and several
+# batches let one be ingested while the next is sent or processed by the API.
+CLASSIFICATION_BATCH_TARGET_REQUESTS = env_int("CLASSIFICATION_BATCH_TARGET_REQUESTS", 10_000)
+CLASSIFICATION_BATCH_TARGET_BYTES = env_int("CLASSIFICATION_BATCH_TARGET_BYTES", 32 * 1024 * 1024)
 CLASSIFICATION_MAX_TOKENS = env_int("CLASSIFICATION_MAX_TOKENS", 1024)
 # A queue of their own for classification tasks (empty: the default queue).
 CLASSIFICATION_QUEUE = env_str("CLASSIFICATION_QUEUE", "")

@@ -81,6 +81,13 @@ def configure() -> None:
     var_dir = ROOT / "var"
     var_dir.mkdir(exist_ok=True)
     (var_dir / "static").mkdir(exist_ok=True)  # whitenoise warns when STATIC_ROOT is missing
+    if "MEDIA_ROOT" not in env:
+        # Uploaded originals of this run, shared with the worker and live servers it starts.
+        media = tempfile.mkdtemp(prefix="claudeapp-test-media-")
+        env["MEDIA_ROOT"] = media
+        atexit.register(shutil.rmtree, media, ignore_errors=True)
+    # Test users log in often; the production hasher's cost buys nothing here.
+    env.setdefault("PASSWORD_HASHERS", "django.contrib.auth.hashers.MD5PasswordHasher")
 
     if "DATABASE_URL" not in env:
         use_sqlite = env.get("CLAUDEAPP_TEST_DB", "").lower() == "sqlite"

@@ -89,6 +89,26 @@ def private_redis() -> Iterator[object]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+# --- reference data -----------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def reference_data(request) -> None:
+    """Every test with database access sees the seeded registry, prices and personas, even
+    after an earlier transactional test flushed them."""
+    if request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("_django_db_helper")
+    elif "transactional_db" in request.fixturenames:
+        request.getfixturevalue("transactional_db")
+    elif "db" in request.fixturenames:
+        request.getfixturevalue("db")
+    else:
+        return
+    from claudeapp.testing.reference_data import ensure_reference_data
+
+    ensure_reference_data()
+
+
 # --- users and sessions -------------------------------------------------------------------------
 
 
@@ -138,38 +158,43 @@ def session_cookie() -> Callable[[object], str]:
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def chromium():
-    """Debian's Chromium driven by Playwright (no browser download)."""
+    """Debian's Chromium driven by Playwright (no browser download), for one test.
+
+    Playwright's sync API runs an event loop in this thread while it is started, so for that
+    time the test process's own ORM calls must be allowed explicitly; stopping it at the end
+    of the test (before the database flush) gives the thread back to asyncio.run and
+    async_to_sync. The flag never reaches the app's processes (child_env drops it).
+    """
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (.ci/run does)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
+            yield browser
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture
 def browser_page(chromium, asgi_server, session_cookie, request):
-    """A fresh page; `browser_page.login(user)` puts a session cookie in its context.
-
-    Playwright's sync API keeps an event loop in this thread, so the ORM calls that a browser
-    test makes must be allowed explicitly (this flag never reaches the app's processes).
-    """
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    """A fresh page; `browser_page.login(user)` puts a session cookie in its context."""
     context = chromium.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(15000)
@@ -192,4 +217,3 @@ def browser_page(chromium, asgi_server, session_cookie, request):
     page.base_url = asgi_server.url  # type: ignore[attr-defined]
     yield page
     context.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

@@ -1,0 +1,631 @@
+"""Writes. Views and the socket call these; these call the door (through the runner).
+
+Reply services are async (the socket calls them and the runner is an asyncio task of the web
+process); they answer quickly and leave the reply to the runner. Nothing on the way to the
+first fragment writes to the database: the rows are written while the request is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from claudeapp.claude import CallContext, door
+from claudeapp.redis import get_async_redis, get_redis, key
+from claudeapp.replies import ReplyStatus, parallel_db, reply_key_for, reply_request_stop
+from conversations import history as hist
+from conversations.models import Conversation, Message, Persona, conversation_group
+from conversations.selectors import conversation_visible_to, default_persona
+
+FEATURE = "chat"
+MESSAGE_LABEL = "conversations.message"
+
+
+class ChatError(Exception):
+    """A reply that cannot start; ``user_message`` says why, in plain words."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+# --- conversations (sync: views) ---------------------------------------------------------------
+
+
+def default_model_id() -> str:
+    from claudeapp.claude.config import get_config
+
+    return get_config().route(FEATURE).model
+
+
+def conversation_create(*, owner, persona: Persona | None = None) -> Conversation:  # noqa: ANN001
+    """A new, empty conversation with the default persona and the chat route's model."""
+    return Conversation.objects.create(
+        owner=owner,
+        persona=persona if persona is not None else default_persona(),
+        model_id=default_model_id(),
+        max_tokens=settings.CHAT_DEFAULT_MAX_TOKENS,
+    )
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    conversation.title = title.strip()[:120]
+    conversation.save(update_fields=["title"])
+    conversation_changed(conversation.pk)
+    conversation_broadcast(conversation.pk, _title_html(conversation))
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete it and everything in it; a reply still streaming is stopped first."""
+    active = get_redis().get(lock_key(conversation.pk))
+    if active:
+        from claudeapp.replies import reply_request_stop_sync
+
+        reply_request_stop_sync(active.decode())
+    conversation_id = conversation.pk
+    conversation.delete()
+    conversation_changed(conversation_id)
+
+
+def conversation_settings_saved(*, conversation: Conversation) -> None:
+    """Count the change and tell every open tab of the conversation its header changed."""
+    from conversations.rendering import render_meta
+
+    conversation_changed(conversation.pk)
+    conversation_broadcast(conversation.pk, render_meta(conversation))
+
+
+def conversation_broadcast(conversation_id: object, html: str) -> None:
+    async_to_sync(get_channel_layer().group_send)(
+        conversation_group(conversation_id),
+        {"type": "chat.html", "html": html, "event_id": uuid.uuid4().hex},
+    )
+
+
+def _title_html(conversation: Conversation) -> str:
+    from conversations.rendering import render_title
+
+    return render_title(conversation)
+
+
+def title_from(content: str) -> str:
+    words = " ".join(content.split())
+    return words if len(words) <= 60 else words[:57].rsplit(" ", 1)[0] + "…"
+
+
+# --- the per-conversation lock (one reply at a time) and version ----------------------------------
+#
+# `chat:active:<id>` names the reply streaming in a conversation (one at a time);
+# `chat:version:<id>` counts changes to what a request is built from (messages, settings). A reply
+# takes the lock and reads the version in one round trip; a process that holds the conversation
+# at that version builds the request without touching the database.
+
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return redis.call('GET', KEYS[2]) or '0'
+end
+return false
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('INCR', KEYS[2])
+"""
+
+
+def lock_key(conversation_id: object) -> str:
+    return key("chat", "active", conversation_id)
+
+
+def version_key(conversation_id: object) -> str:
+    return key("chat", "version", conversation_id)
+
+
+async def conversation_lock_acquire(conversation_id: object, reply_key: str) -> str | None:
+    """Take the conversation for one reply; its current version, or None when it is taken."""
+    acquire = get_async_redis().register_script(_ACQUIRE)  # EVALSHA once loaded
+    version = await acquire(
+        keys=[lock_key(conversation_id), version_key(conversation_id)],
+        args=[reply_key, settings.CHAT_LOCK_SECONDS],
+    )
+    return (
+        None
+        if version is None
+        else version.decode()
+        if isinstance(version, bytes)
+        else str(version)
+    )
+
+
+async def conversation_lock_refresh(conversation_id: object, reply_key: str) -> None:
+    redis = get_async_redis()
+    await redis.set(lock_key(conversation_id), reply_key, xx=True, ex=settings.CHAT_LOCK_SECONDS)
+
+
+async def conversation_lock_release(conversation_id: object, reply_key: str) -> None:
+    """Give the conversation back (and count the change the reply made)."""
+    release = get_async_redis().register_script(_RELEASE)
+    await release(keys=[lock_key(conversation_id), version_key(conversation_id)], args=[reply_key])
+
+
+def conversation_lock_release_sync(conversation_id: object, reply_key: str) -> None:
+    get_redis().eval(
+        _RELEASE, 2, lock_key(conversation_id), version_key(conversation_id), reply_key
+    )
+
+
+def conversation_changed(conversation_id: object) -> None:
+    """Count a change (settings, title, a swept reply): cached copies are stale now."""
+    get_redis().incr(version_key(conversation_id))
+
+
+async def conversation_active_reply(conversation_id: object) -> str | None:
+    """The reply key streaming in this conversation now, if any."""
+    value = await get_async_redis().get(lock_key(conversation_id))
+    return value.decode() if value else None
+
+
+# --- loading what a reply needs ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    """The conversation's settings, detached from the ORM."""
+
+    id: uuid.UUID
+    owner_id: int
+    title: str
+    model_id: str
+    max_tokens: int
+    thinking: bool
+    thinking_budget: int
+    effort: str
+    temperature: Decimal | None
+    system_prompt: str
+    history_start: dt.datetime | None
+    total_cost: Decimal
+
+
+def _state(conversation: Conversation) -> ConversationState:
+    return ConversationState(
+        id=conversation.pk,
+        owner_id=conversation.owner_id,
+        title=conversation.title,
+        model_id=conversation.model_id,
+        max_tokens=conversation.max_tokens,
+        thinking=conversation.thinking == Conversation.Thinking.ON,
+        thinking_budget=conversation.thinking_budget,
+        effort=conversation.effort,
+        temperature=conversation.temperature,
+        system_prompt=conversation.effective_system_prompt(),
+        history_start=conversation.history_start,
+        total_cost=conversation.total_cost_usd,
+    )
+
+
+def _stored(message: Message) -> hist.StoredTurn:
+    return hist.StoredTurn(
+        id=str(message.pk),
+        role=message.role,
+        status=message.status,
+        content=list(message.content or []),
+        continuations=list(message.continuations or []),
+        model_id=message.model_id,
+        tokens=message.tokens,
+        created_at=message.created_at,
+    )
+
+
+def _load_sync(user, conversation_id: object) -> tuple[ConversationState, list[Message]]:  # noqa: ANN001
+    conversation = (
+        conversation_visible_to(user).select_related("persona").filter(pk=conversation_id).first()
+    )
+    if conversation is None:
+        raise ChatError("This conversation no longer exists.")
+    messages = list(conversation.messages.order_by("created_at", "id"))
+    return _state(conversation), messages
+
+
+@dataclass(frozen=True)
+class _Cached:
+    version: str
+    loaded_for: int  # the user it was read for (through `conversation_visible_to`)
+    state: ConversationState
+    messages: tuple[Message, ...]
+
+
+# Conversations this process has open, by id: (version, state, messages). Bounded, LRU.
+_CACHE: OrderedDict[str, _Cached] = OrderedDict()
+_CACHE_SIZE = 512
+
+
+def _remember(
+    conversation_id: object, version: str, user_id: int, state: ConversationState, messages
+) -> None:  # noqa: ANN001
+    _CACHE[str(conversation_id)] = _Cached(version, user_id, state, tuple(messages))
+    _CACHE.move_to_end(str(conversation_id))
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+
+
+def forget(conversation_id: object) -> None:
+    _CACHE.pop(str(conversation_id), None)
+
+
+async def _load(
+    user, conversation_id: object, version: str
+) -> tuple[ConversationState, list[Message]]:  # noqa: ANN001
+    """The conversation and its messages: from this process's copy when it is at `version`,
+    else from the database (and remembered)."""
+    cached = _CACHE.get(str(conversation_id))
+    if cached is not None and cached.version == version and cached.loaded_for == user.pk:
+        _CACHE.move_to_end(str(conversation_id))
+        return cached.state, list(cached.messages)
+    state, messages = await parallel_db(_load_sync)(user, conversation_id)
+    _remember(conversation_id, version, user.pk, state, messages)
+    return state, messages
+
+
+async def conversation_preload(user, conversation_id: object) -> bool:  # noqa: ANN001
+    """Whether `user` may open the conversation; if so, keep a copy for the replies to come (a
+    socket calls this when it connects, well before the first message)."""
+    version = await get_async_redis().get(version_key(conversation_id))
+    version = version.decode() if version else "0"
+    try:
+        await _load(user, conversation_id, version)
+    except ChatError:
+        return False
+    return True
+
+
+async def conversation_refresh(user, conversation_id: object) -> None:  # noqa: ANN001
+    """Re-read the conversation after a reply changed it (off the path of the next reply)."""
+    with contextlib.suppress(ChatError):
+        await conversation_preload(user, conversation_id)
+
+
+# --- building the request ------------------------------------------------------------------------
+
+
+@dataclass
+class RequestPlan:
+    params: dict[str, Any]
+    model_id: str  # what the registry resolved the conversation's model to
+    history: hist.History
+
+
+async def build_request(
+    state: ConversationState,
+    turns: list[hist.StoredTurn],
+    *,
+    subject: object,
+    user_id: int,
+) -> RequestPlan:
+    """Params for `door.astream`: the cached layout (system 1h, conversation tail 5m) from the
+    door's planner, history trimmed to the model's budget, thinking/effort/temperature only
+    where the registry allows them."""
+    from claudeapp.claude.config import aget_config
+    from claudeapp.claude.planner import plan_prompt
+    from claudeapp.claude.registry import resolve
+
+    config = await aget_config()
+    spec = resolve(config, state.model_id)
+    max_tokens = max(1, min(state.max_tokens, spec.max_output_tokens))
+    system = state.system_prompt or None
+    system_tokens = hist.text_tokens(system) if system else 0
+    budget = spec.context_window - max_tokens - system_tokens - settings.CHAT_CONTEXT_MARGIN_TOKENS
+    history = hist.build_history(
+        turns,
+        model_id=spec.model_id,
+        budget_tokens=budget,
+        start=state.history_start,
+        trim_target=settings.CHAT_TRIM_TARGET,
+    )
+    if history.tokens > budget * settings.CHAT_COUNT_TOKENS_ABOVE:
+        # Near the limit the local estimate is not good enough: ask the API (cached).
+        exact = await door.acount_tokens(
+            CallContext(FEATURE, user_id, (MESSAGE_LABEL, subject)),
+            messages=history.messages,
+            model=state.model_id,
+            system=system,
+        )
+        if exact > budget + system_tokens:
+            scale = history.tokens / max(exact, 1)
+            history = hist.build_history(
+                turns,
+                model_id=spec.model_id,
+                budget_tokens=int(budget * scale),
+                start=history.start or state.history_start,
+                trim_target=settings.CHAT_TRIM_TARGET,
+            )
+    # The door's planner, fed the spec resolved above (no second registry read).
+    plan = plan_prompt(
+        min_cacheable_tokens=spec.min_cacheable_tokens, system=system, history=history.messages
+    )
+    params: dict[str, Any] = {**plan.params(), "max_tokens": max_tokens, "model": state.model_id}
+    thinking = hist.thinking_param(
+        modes=spec.thinking_modes,
+        wanted=state.thinking,
+        budget=state.thinking_budget,
+        max_tokens=max_tokens,
+    )
+    if thinking is not None:
+        params["thinking"] = thinking
+    if state.effort and spec.effort:
+        params["effort"] = state.effort
+    if state.temperature is not None and spec.sampling_api_version:
+        params["temperature"] = float(state.temperature)
+    return RequestPlan(params=params, model_id=spec.model_id, history=history)
+
+
+# --- the door, built off the event loop -----------------------------------------------------------
+
+_door_built: asyncio.Future | None = None
+
+
+async def door_ready() -> None:
+    """Build the process's door once, in a thread: it imports the SDK, which takes seconds, and
+    a web process must not stall every socket meanwhile. Sockets start it when they connect."""
+    global _door_built
+    if _door_built is None:
+        _door_built = asyncio.ensure_future(asyncio.to_thread(_build_door))
+    await asyncio.shield(_door_built)
+
+
+def _build_door() -> None:
+    global _door_built
+    from claudeapp.claude import get_door
+
+    try:
+        get_door()
+    except Exception:
+        # Not configured: each reply fails with the door's own words; try again next time.
+        _door_built = None
+
+
+# --- starting replies (async: the socket) --------------------------------------------------------
+
+
+def _validate_content(content: object) -> str:
+    if not isinstance(content, str) or not content.strip():
+        raise ChatError("Type a message first.")
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(content) > limit:
+        raise ChatError(
+            f"Your message is {len(content):,} characters long; the limit is {limit:,}. "
+            "Shorten it or split it into several messages."
+        )
+    return content.strip("\n")
+
+
+async def conversation_send(*, user, conversation_id: object, content: object) -> uuid.UUID:  # noqa: ANN001
+    """Start a reply to a new user message; returns the reply's message id at once."""
+    from conversations.runner import ChatRun
+
+    text = _validate_content(content)
+    await door_ready()
+    assistant_id = uuid.uuid4()
+    reply_key = reply_key_for(MESSAGE_LABEL, assistant_id)
+    version = await conversation_lock_acquire(conversation_id, reply_key)
+    if version is None:
+        raise ChatError("Claude is still answering. Wait for the reply or stop it first.")
+    try:
+        state, messages = await _load(user, conversation_id, version)
+        now = timezone.now()
+        user_message = Message(
+            id=uuid.uuid4(),
+            conversation_id=state.id,
+            role=Message.Role.USER,
+            content=[{"type": "text", "text": text}],
+            status=ReplyStatus.COMPLETE,
+            tokens=hist.text_tokens(text),
+            created_at=now,
+        )
+        turns = [_stored(m) for m in messages] + [_stored(user_message)]
+        plan = await build_request(state, turns, subject=assistant_id, user_id=user.pk)
+        previous = next((m for m in reversed(messages) if m.role == Message.Role.ASSISTANT), None)
+        run = ChatRun(
+            mode="send",
+            user=user,
+            state=state,
+            plan=plan,
+            assistant_id=assistant_id,
+            user_message=user_message,
+            previous_assistant=previous,
+            created_at=now + dt.timedelta(microseconds=1),
+        )
+    except BaseException:
+        await conversation_lock_release(conversation_id, reply_key)
+        raise
+    run.spawn()
+    return assistant_id
+
+
+async def _rerun(*, user, conversation_id: object, message_id: object, mode: str) -> uuid.UUID:  # noqa: ANN001
+    from conversations.runner import ChatRun
+
+    try:
+        assistant_id = uuid.UUID(str(message_id))
+    except ValueError:
+        raise ChatError("That reply no longer exists.") from None
+    reply_key = reply_key_for(MESSAGE_LABEL, assistant_id)
+    await door_ready()
+    version = await conversation_lock_acquire(conversation_id, reply_key)
+    if version is None:
+        raise ChatError("Claude is still answering. Wait for the reply or stop it first.")
+    try:
+        state, messages = await _load(user, conversation_id, version)
+        index = next((i for i, m in enumerate(messages) if m.pk == assistant_id), None)
+        if index is None or messages[index].role != Message.Role.ASSISTANT:
+            raise ChatError("That reply no longer exists.")
+        target = messages[index]
+        if index != len(messages) - 1:
+            raise ChatError("Only the latest reply can be retried, regenerated or continued.")
+        allowed = {
+            "retry": {ReplyStatus.FAILED, ReplyStatus.STOPPED, ReplyStatus.REFUSED},
+            "regenerate": {
+                ReplyStatus.COMPLETE, ReplyStatus.STOPPED, ReplyStatus.TRUNCATED,
+                ReplyStatus.REFUSED, ReplyStatus.FAILED,
+            },
+            "continue": {ReplyStatus.TRUNCATED},
+        }[mode]  # fmt: skip
+        if target.status not in allowed:
+            raise ChatError("That reply cannot be changed now.")
+        continuation: dict[str, Any] | None = None
+        if mode == "continue":
+            from claudeapp.claude.config import aget_config
+            from claudeapp.claude.registry import resolve
+
+            spec = resolve(await aget_config(), state.model_id)
+            thinking_on = hist.thinking_param(
+                modes=spec.thinking_modes,
+                wanted=state.thinking,
+                budget=state.thinking_budget,
+                max_tokens=state.max_tokens,
+            ) not in (None, {"type": "disabled"})
+            prefill = spec.prefill and not thinking_on
+            continuation = {"mode": "prefill" if prefill else "turn"}
+            if not prefill:
+                continuation["prompt"] = hist.CONTINUE_PROMPT
+            turns = [_stored(m) for m in messages]
+            if not prefill:
+                turns.append(
+                    hist.StoredTurn(
+                        "continue",
+                        "user",
+                        ReplyStatus.COMPLETE,
+                        [{"type": "text", "text": hist.CONTINUE_PROMPT}],
+                        [],
+                        "",
+                        hist.text_tokens(hist.CONTINUE_PROMPT),
+                        timezone.now(),
+                    )  # fmt: skip
+                )
+        else:
+            turns = [_stored(m) for m in messages[:index]]
+        plan = await build_request(state, turns, subject=assistant_id, user_id=user.pk)
+        if continuation is not None and continuation["mode"] == "prefill":
+            plan.params["messages"] = hist.strip_trailing_whitespace(plan.params["messages"])
+        previous = next(
+            (m for m in reversed(messages[:index]) if m.role == Message.Role.ASSISTANT), None
+        )
+        run = ChatRun(
+            mode=mode,
+            user=user,
+            state=state,
+            plan=plan,
+            assistant_id=assistant_id,
+            user_message=None,
+            previous_assistant=previous,
+            existing=target,
+            continuation=continuation,
+            created_at=target.created_at,
+        )
+    except BaseException:
+        await conversation_lock_release(conversation_id, reply_key)
+        raise
+    run.spawn()
+    return assistant_id
+
+
+async def reply_retry(*, user, conversation_id: object, message_id: object) -> uuid.UUID:  # noqa: ANN001
+    """Run a failed (or stopped) reply again, in place."""
+    return await _rerun(
+        user=user, conversation_id=conversation_id, message_id=message_id, mode="retry"
+    )
+
+
+async def reply_regenerate(*, user, conversation_id: object, message_id: object) -> uuid.UUID:  # noqa: ANN001
+    """Replace the latest reply with a new one to the same question."""
+    return await _rerun(
+        user=user, conversation_id=conversation_id, message_id=message_id, mode="regenerate"
+    )
+
+
+async def reply_continue(*, user, conversation_id: object, message_id: object) -> uuid.UUID:  # noqa: ANN001
+    """Continue a truncated reply: prefill where the model allows it, else a "continue" turn;
+    either way the output is appended to the same reply."""
+    return await _rerun(
+        user=user, conversation_id=conversation_id, message_id=message_id, mode="continue"
+    )
+
+
+@parallel_db
+def _owns_message(user, conversation_id: object, message_id: object) -> bool:  # noqa: ANN001
+    try:
+        uuid.UUID(str(message_id))
+    except ValueError:
+        return False
+    return Message.objects.filter(
+        pk=message_id,
+        conversation_id=conversation_id,
+        conversation__in=conversation_visible_to(user),
+    ).exists()
+
+
+async def reply_stop(*, user, conversation_id: object, message_id: object) -> bool:  # noqa: ANN001
+    """Stop a streaming reply from any tab; it keeps its partial text as ``stopped``."""
+    reply_key = reply_key_for(MESSAGE_LABEL, message_id)
+    # The conversation's lock names its live reply (the socket already checked the
+    # conversation); anything else must be a message of this user's conversation.
+    if await conversation_active_reply(conversation_id) != reply_key and not await _owns_message(
+        user, conversation_id, message_id
+    ):
+        return False
+    await reply_request_stop(reply_key)
+    return True
+
+
+# --- finishing (called by the runner) ------------------------------------------------------------
+
+
+@parallel_db
+def insert_turn(*, user_message: Message | None, assistant: Message, title: str | None) -> None:
+    with transaction.atomic():
+        if user_message is not None:
+            user_message.save(force_insert=True)
+        assistant.save(force_insert=True)
+        fields: dict[str, Any] = {"updated_at": timezone.now()}
+        if title:
+            Conversation.objects.filter(pk=assistant.conversation_id, title="").update(title=title)
+        Conversation.objects.filter(pk=assistant.conversation_id).update(**fields)
+
+
+@parallel_db
+def reset_reply(*, assistant_id: uuid.UUID, run_id: uuid.UUID, keep_content: bool) -> int:
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "status": ReplyStatus.STREAMING,
+        "run_id": run_id,
+        "error": "",
+        "error_kind": "",
+        "started_at": now,
+        "heartbeat_at": now,
+        "finished_at": None,
+    }
+    if not keep_content:
+        fields.update(
+            content=[], continuations=[], html="", html_version=0, stop_reason="",
+            model_id="", input_tokens=0, cache_read_tokens=0, cache_write_tokens=0,
+            output_tokens=0, cost_usd=None, ttft_ms=None, duration_ms=None, tokens=0,
+        )  # fmt: skip
+    updated = Message.objects.filter(pk=assistant_id).update(**fields)
+    Conversation.objects.filter(messages__pk=assistant_id).update(updated_at=now)
+    return updated
+
+
+@parallel_db
+def save_history_start(conversation_id: object, start: dt.datetime | None) -> None:
+    Conversation.objects.filter(pk=conversation_id).update(history_start=start)
