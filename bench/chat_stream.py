@@ -375,7 +375,8 @@ async def part_c(args, server, cookie, conversations) -> None:
     )
     print(
         f"    the door's call / ideal: p50 {percentile(door_ratios, 50):.4f}   "
-        f"max {max(door_ratios, default=float('nan')):.4f}   (the stream as the web process read it)"
+        f"max {max(door_ratios, default=float('nan')):.4f}"
+        "   (the stream as the web process read it)"
     )
     print(
         f"    duration seen / ideal : p50 {percentile(ratios, 50):.4f}   "
