@@ -80,6 +80,7 @@ format: venv
 
 check-deploy: $(VENV)/.runtime
 	DEBUG=0 SECRET_KEY=check-deploy-$$RANDOM-$$RANDOM-a-long-enough-random-secret-key-value \
+	  ANTHROPIC_API_KEY=$${ANTHROPIC_API_KEY:-production-shape-placeholder-key} \
 	  ALLOWED_HOSTS=claudeapp.example.com $(PY) manage.py check --deploy --fail-level WARNING
 
 superuser: $(VENV)/.runtime
