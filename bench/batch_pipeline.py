@@ -283,6 +283,7 @@ def main() -> None:
     parser.add_argument("--realtime", type=int, default=400, help="documents in realtime mode")
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool processes")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--keep-logs", action="store_true", help="keep the worker and beat logs")
     args = parser.parse_args()
     (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
 
@@ -397,6 +398,11 @@ def main() -> None:
 
         connections.close_all()
         drop_database()
+        if not args.keep_logs:
+            import shutil
+
+            shutil.rmtree(ROOT / "var" / "bench" / f"jobs-{RUN}-beat", ignore_errors=True)
+            (ROOT / "var" / "bench" / f"jobs-{RUN}-worker.log").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

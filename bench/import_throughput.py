@@ -209,8 +209,12 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+PEAK_BY_PID: dict[int, int] = {}
+
+
 def memory_of_tree(pid: int) -> tuple[int, int, int]:
-    """(RSS total, PSS total, largest single RSS) in bytes of `pid` and its direct children.
+    """(RSS total, PSS total, largest single RSS) in bytes of `pid` and its direct children;
+    each process's own peak RSS is kept in PEAK_BY_PID.
 
     Summed RSS counts the pages a prefork child shares with its parent once per process (an
     overstatement); PSS splits shared pages between the processes that map them."""
@@ -220,6 +224,7 @@ def memory_of_tree(pid: int) -> tuple[int, int, int]:
             for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Rss:"):
                     rss.append(int(line.split()[1]) * 1024)
+                    PEAK_BY_PID[p] = max(PEAK_BY_PID.get(p, 0), rss[-1])
                 elif line.startswith("Pss:"):
                     pss.append(int(line.split()[1]) * 1024)
         except OSError:
@@ -457,6 +462,13 @@ def main() -> None:
         f"worker peak RSS: {peak['total'] / 2**20:.0f} MB summed over main + "
         f"{args.concurrency} children (PSS {peak['pss'] / 2**20:.0f} MB), "
         f"largest process {peak['single'] / 2**20:.0f} MB"
+    )
+    print(
+        "  each process's own peak RSS: "
+        + ", ".join(
+            f"{'main' if p == worker.pid else f'child {p}'} {rss / 2**20:.0f} MB"
+            for p, rss in sorted(PEAK_BY_PID.items())
+        )
     )
     print(
         f"  target <= 400 MB: {'met' if peak['total'] <= 400 * 2**20 else 'NOT met'} "

@@ -24,10 +24,13 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["display_title", "owner", "model_id", "total_cost_usd", "updated_at"]
-    list_filter = ["model_id"]
+    list_display = [
+        "display_title", "owner", "model_id", "document_set", "total_cost_usd", "updated_at",
+    ]  # fmt: skip
+    list_filter = ["model_id", "document_set"]
+    list_select_related = ["owner", "document_set"]
     search_fields = ["title", "owner__username"]
-    raw_id_fields = ["owner"]
+    raw_id_fields = ["owner", "document_set"]
     readonly_fields = ["total_cost_usd", "history_start", "created_at", "updated_at"]
     inlines = [MessageInline]
 
@@ -40,6 +43,6 @@ class MessageAdmin(admin.ModelAdmin):
     readonly_fields = [
         "run_id", "started_at", "heartbeat_at", "finished_at", "request_id", "stop_reason",
         "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "cost_usd",
-        "ttft_ms", "duration_ms", "html_version",
+        "ttft_ms", "duration_ms", "html_version", "sources", "citations",
     ]  # fmt: skip
     exclude = ["html"]

@@ -9,6 +9,27 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator
 
 from conversations.models import Conversation, Persona
+from documents.models import DocumentSet
+
+SET_REFUSED = "You cannot use that document set: choose one you can read."
+
+
+def document_set_field() -> forms.ModelChoiceField:
+    """Binding a conversation to a set: the caller narrows the queryset to the sets the user
+    may read, so the options and the server-side check are one rule."""
+    return forms.ModelChoiceField(
+        queryset=DocumentSet.objects.none(),
+        required=False,
+        empty_label="None",
+        label="Document set",
+        error_messages={"invalid_choice": SET_REFUSED},
+    )
+
+
+def readable_sets(user):  # noqa: ANN001, ANN201 - a User; a QuerySet of DocumentSet
+    from documents.selectors import documentset_visible_to
+
+    return documentset_visible_to(user).order_by("name")
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -45,12 +66,13 @@ class ConversationSettingsForm(forms.ModelForm):
     temperature = forms.DecimalField(
         required=False, min_value=Decimal(0), max_value=Decimal(1), decimal_places=2
     )
+    document_set = document_set_field()
 
     class Meta:
         model = Conversation
         fields = [
             "persona", "system_prompt", "model_id", "max_tokens", "thinking",
-            "thinking_budget", "effort", "temperature",
+            "thinking_budget", "effort", "temperature", "document_set",
         ]  # fmt: skip
         widgets = {
             "system_prompt": forms.Textarea(
@@ -59,9 +81,17 @@ class ConversationSettingsForm(forms.ModelForm):
         }
         labels = {"system_prompt": "Custom system prompt"}
 
-    def __init__(self, *args, model_id: str | None = None, **kwargs) -> None:
+    def __init__(self, *args, user, model_id: str | None = None, **kwargs) -> None:  # noqa: ANN001
         super().__init__(*args, **kwargs)
         self.fields["persona"].queryset = Persona.objects.filter(is_active=True)
+        readable = readable_sets(user)
+        self.fields["document_set"].queryset = readable
+        # A set the owner can no longer read stays bound until they choose; the form says so.
+        bound = self.instance.document_set_id
+        self.unreadable_set = (
+            self.instance.document_set if bound and not readable.filter(pk=bound).exists() else None
+        )
+        self.offers_sets = bool(bound) or readable.exists()
         self.fields["model_id"].choices = model_choices()
         chosen = model_id or self.data.get("model_id") or self.instance.model_id
         self.spec = model_spec(chosen)
@@ -102,6 +132,17 @@ class ConversationSettingsForm(forms.ModelForm):
                 Conversation.Thinking.ON if self.thinking_always_on else Conversation.Thinking.OFF
             )
         return data
+
+
+class NewConversationForm(forms.Form):
+    """Starting a chat, optionally bound to a set the user may read."""
+
+    document_set = document_set_field()
+
+    def __init__(self, *args, user, **kwargs) -> None:  # noqa: ANN001
+        super().__init__(*args, **kwargs)
+        self.fields["document_set"].queryset = readable_sets(user)
+        self.offers_sets = self.fields["document_set"].queryset.exists()
 
 
 class RenameForm(forms.Form):

@@ -74,6 +74,15 @@ class Conversation(models.Model):
     )
     effort = models.CharField(max_length=6, choices=Effort.choices, blank=True)
     temperature = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
+    # Bound to a set: replies read its documents (whole set, or the passages retrieved for the
+    # latest message) through RAG's prompts and cite them.
+    document_set = models.ForeignKey(
+        "documents.DocumentSet",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="conversations",
+    )
     # The oldest message still sent to Claude; earlier ones are kept but left out (context).
     history_start = models.DateTimeField(null=True, blank=True)
     total_cost_usd = models.DecimalField(max_digits=20, decimal_places=12, default=Decimal(0))
@@ -123,6 +132,11 @@ class Message(Reply):
     # Continue on a truncated reply: one entry per extra call, {"mode": "prefill"|"turn",
     # "prompt": str, "content": [blocks], "model_id": str}; its output reads as the same reply.
     continuations = models.JSONField(default=list, blank=True)
+    # A reply in a conversation bound to a set: what its prompt held, in request order
+    # (RagQuery.sources' shape), and the passages it cites, numbered as the reply shows them
+    # (RagQuery.citations' shape).
+    sources = models.JSONField(default=list, blank=True)
+    citations = models.JSONField(default=list, blank=True)
     model_id = models.CharField(max_length=100, blank=True)
     stop_reason = models.CharField(max_length=40, blank=True)
     request_id = models.CharField(max_length=128, blank=True)

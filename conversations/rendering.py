@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 from claudeapp.replies import ReplyStatus, Snapshot
 from conversations.markdown import RENDER_VERSION, render_markdown, render_plain
@@ -30,7 +31,28 @@ def message_body_html(message: Message) -> str:
         return render_plain(message.text)
     if message.html and message.html_version == RENDER_VERSION:
         return message.html
+    if message.citations and message.sources:
+        from documents.rag.citations import stored_numbers
+
+        blocks = message.all_blocks
+        return cited_reply_html(message, stored_numbers(blocks, message.sources, message.citations))
     return render_markdown(message.text)
+
+
+def citation_url(message: Message, n: int) -> str:
+    return reverse("conversations:citation", args=[message.conversation_id, message.pk, n])
+
+
+def cited_reply_html(message: Message, numbers: list[list[int]]) -> str:
+    """A reply that cites a bound set's documents: RAG's rendering (sanitized Markdown, then
+    numbered markers), each marker opening the passage through this conversation."""
+    from documents.rag.rendering import cited_html
+
+    return cited_html(
+        blocks=message.all_blocks,
+        numbers=numbers,
+        citation_url=lambda n: citation_url(message, n),
+    )
 
 
 def format_cost(value: Decimal | None) -> str:
@@ -147,9 +169,11 @@ def render_title(conversation: Conversation) -> str:
     )
 
 
-def render_meta(conversation: Conversation) -> str:
-    return render_to_string(
-        f"{PAGE}#conversation-meta", {"conversation": conversation, "oob": True}
+def render_meta(conversation: Conversation, *, set_readable: bool = True) -> str:
+    """The header's settings chip and the bound set's link (both swapped out of band)."""
+    context = {"conversation": conversation, "set_readable": set_readable, "oob": True}
+    return render_to_string(f"{PAGE}#conversation-meta", context) + render_to_string(
+        f"{PAGE}#conversation-set", context
     )
 
 

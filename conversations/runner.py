@@ -62,9 +62,14 @@ def _blocks(message: Any) -> list[dict]:
     return [_block_dict(b) for b in (getattr(message, "content", None) or [])]
 
 
-async def _door_events(ctx: CallContext, params: dict[str, Any]) -> AsyncIterator[Any]:
+async def _door_events(
+    ctx: CallContext, params: dict[str, Any], refusal: Exception | None = None
+) -> AsyncIterator[Any]:
     """The door's stream; a door that cannot even start (not configured) fails the reply in
-    plain words like any other error. Closing this closes the door's stream (Stop is booked)."""
+    plain words like any other error, and so does a `refusal` (no call is made then). Closing
+    this closes the door's stream (Stop is booked)."""
+    if refusal is not None:
+        raise refusal
     stream = door.astream(ctx, **params)
     try:
         async for event in stream:
@@ -201,7 +206,11 @@ class ChatRun:
         )
         since = timezone.now()  # the door books this run's calls after this moment
         stream = asyncio.ensure_future(
-            stream_reply(_door_events(ctx, self.plan.params), publisher, started=self.started)
+            stream_reply(
+                _door_events(ctx, self.plan.params, self.plan.refusal),
+                publisher,
+                started=self.started,
+            )
         )
         await asyncio.sleep(0)  # let the request leave before the rest of the bookkeeping
         rows: asyncio.Task | None = None
@@ -412,7 +421,13 @@ class ChatRun:
         fields["request_id"] = request_id
         for name, value in fields.items():
             setattr(message, name, value)
-        message.html = render_markdown(message.text)
+        sources = self.plan.sources
+        if sources is None and self.mode == "continue" and message.sources:
+            sources = message.sources  # the earlier parts' citations keep their markers
+        if sources is not None:
+            message.html = self._cited(message, sources, fields)
+        else:
+            message.html = render_markdown(message.text)
         message.html_version = RENDER_VERSION
         fields["html"] = message.html
         fields["html_version"] = RENDER_VERSION
@@ -424,3 +439,20 @@ class ChatRun:
             )
         # Nothing else writes the conversation's cost while it is held for this reply.
         return message, self.state.total_cost + cost
+
+    @staticmethod
+    def _cited(message: Message, sources: list[dict], fields: dict[str, Any]) -> str:
+        """A reply in a bound conversation: its citations numbered as RAG numbers them (the
+        passages stored with the sources), its HTML with markers opening each passage."""
+        from documents.models import Document
+        from documents.rag.citations import number_citations
+
+        blocks = message.all_blocks
+        texts: dict[int, str] = {}
+        chunked = {s["document"] for s in sources if s.get("chunk") is not None}
+        if chunked:  # retrieved passages are narrowed to the cited text inside their chunk
+            texts = dict(Document.objects.filter(pk__in=chunked).values_list("pk", "text"))
+        passages, numbers = number_citations(blocks, sources, texts)
+        message.sources, message.citations = sources, passages
+        fields["sources"], fields["citations"] = sources, passages
+        return rendering.cited_reply_html(message, numbers)

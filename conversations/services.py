@@ -14,7 +14,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -29,6 +29,9 @@ from conversations import history as hist
 from conversations.models import Conversation, Message, Persona, conversation_group
 from conversations.selectors import conversation_visible_to, default_persona
 
+if TYPE_CHECKING:
+    from documents.models import DocumentSet
+
 FEATURE = "chat"
 MESSAGE_LABEL = "conversations.message"
 
@@ -41,6 +44,19 @@ class ChatError(Exception):
         self.user_message = user_message
 
 
+class DocumentSetUnavailable(ChatError):
+    """The conversation is bound to a set its owner can no longer read: the reply fails with
+    this reason (no call to Claude) rather than quietly answering without the documents."""
+
+    kind = "document_set_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This conversation is bound to a document set you can no longer read. Choose "
+            "another set, or none, in the conversation's settings, then retry."
+        )
+
+
 # --- conversations (sync: views) ---------------------------------------------------------------
 
 
@@ -50,13 +66,20 @@ def default_model_id() -> str:
     return get_config().route(FEATURE).model
 
 
-def conversation_create(*, owner, persona: Persona | None = None) -> Conversation:  # noqa: ANN001
-    """A new, empty conversation with the default persona and the chat route's model."""
+def conversation_create(
+    *,
+    owner,  # noqa: ANN001
+    persona: Persona | None = None,
+    document_set: DocumentSet | None = None,
+) -> Conversation:
+    """A new, empty conversation with the default persona and the chat route's model, bound
+    to `document_set` when given (the caller has checked that `owner` may read it)."""
     return Conversation.objects.create(
         owner=owner,
         persona=persona if persona is not None else default_persona(),
         model_id=default_model_id(),
         max_tokens=settings.CHAT_DEFAULT_MAX_TOKENS,
+        document_set=document_set,
     )
 
 
@@ -196,6 +219,7 @@ class ConversationState:
     system_prompt: str
     history_start: dt.datetime | None
     total_cost: Decimal
+    document_set_id: int | None = None
 
 
 def _state(conversation: Conversation) -> ConversationState:
@@ -212,6 +236,7 @@ def _state(conversation: Conversation) -> ConversationState:
         system_prompt=conversation.effective_system_prompt(),
         history_start=conversation.history_start,
         total_cost=conversation.total_cost_usd,
+        document_set_id=conversation.document_set_id,
     )
 
 
@@ -304,6 +329,97 @@ class RequestPlan:
     params: dict[str, Any]
     model_id: str  # what the registry resolved the conversation's model to
     history: hist.History
+    # Bound to a set: what the prompt's documents are, in request order (numbers citations).
+    sources: list[dict] | None = None
+    # Why the reply must fail without calling Claude (the set can no longer be read).
+    refusal: ChatError | None = None
+
+
+@dataclass(frozen=True)
+class BoundDocuments:
+    """A bound conversation's share of the prompt, from RAG's prompts: its instruction, the
+    whole set as `document` blocks (the cached prefix) or the passages retrieved for the
+    latest user message as `search_result` blocks (that turn only)."""
+
+    instruction: str
+    documents: list[dict]
+    results: list[dict]
+    sources: list[dict]
+    tokens: int
+
+
+def latest_question(turns: list[hist.StoredTurn]) -> str:
+    """The latest message the user typed (a "continue" prompt is ours, not theirs)."""
+    for turn in reversed(turns):
+        if turn.role == "user" and turn.id != "continue":
+            text = "\n\n".join(b.get("text", "") for b in turn.content if b.get("type") == "text")
+            if text.strip():
+                return text
+    return ""
+
+
+def bound_documents(
+    *,
+    user,  # noqa: ANN001
+    conversation_id: object,
+    document_set_id: int,
+    question: str,
+    model_id: str,
+    context_window: int,
+) -> BoundDocuments | None:
+    """The documents part of a bound conversation's next request, through RAG's machinery
+    (`prompt_for_question`), if `user` may still read the set. None when the conversation is
+    no longer bound (its set was deleted); `DocumentSetUnavailable` when it is bound to a set
+    the user cannot read."""
+    from claudeapp.claude.tokens import estimate_block_tokens
+    from documents.rag import prompts
+    from documents.rag.services import prompt_for_question
+    from documents.selectors import documentset_visible_to
+
+    readable = documentset_visible_to(user)
+    if not readable.filter(pk=document_set_id).exists():
+        # This process may hold a stale copy (deleting a set nulls the link without a signal).
+        current = (
+            Conversation.objects.filter(pk=conversation_id)
+            .values_list("document_set_id", flat=True)
+            .first()
+        )
+        if current != document_set_id:
+            conversation_changed(conversation_id)
+        if current is None:
+            return None
+        if current == document_set_id or not readable.filter(pk=current).exists():
+            raise DocumentSetUnavailable()
+        document_set_id = current
+    # The whole set while it fits RAG's budget and half the model's window, else retrieval.
+    budget = min(settings.RAG_WHOLE_SET_MAX_TOKENS, context_window // 2)
+    strategy = prompts.choose_strategy(prompts.set_size_tokens(document_set_id), budget)
+    prompt, _retrieval_ms = prompt_for_question(
+        document_set_id=document_set_id, question=question, model_id=model_id, strategy=strategy
+    )
+    whole = prompt.strategy == prompts.Strategy.WHOLE_SET
+    return BoundDocuments(
+        instruction=prompt.system,
+        documents=prompt.documents if whole else [],
+        results=[] if whole else prompt.documents,
+        sources=prompt.sources,
+        tokens=sum(estimate_block_tokens(b) for b in prompt.documents),
+    )
+
+
+def _with_results(messages: list[dict], results: list[dict]) -> list[dict]:
+    """`messages` with the retrieved passages opening the latest user turn."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index]["role"] == "user":
+            turn = {**messages[index], "content": [*results, *messages[index]["content"]]}
+            return [*messages[:index], turn, *messages[index + 1 :]]
+    return [*messages, {"role": "user", "content": list(results)}]
+
+
+def _load_user(user_id: int):  # noqa: ANN202 - a User
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(pk=user_id).first()
 
 
 async def build_request(
@@ -312,10 +428,13 @@ async def build_request(
     *,
     subject: object,
     user_id: int,
+    user: Any = None,
 ) -> RequestPlan:
     """Params for `door.astream`: the cached layout (system 1h, conversation tail 5m) from the
     door's planner, history trimmed to the model's budget, thinking/effort/temperature only
-    where the registry allows them."""
+    where the registry allows them. A conversation bound to a set asks through RAG's prompts:
+    its instruction joins the system prompt, the whole set travels as `document` blocks after
+    it (1h, the same every turn) or the retrieved passages open the latest user turn."""
     from claudeapp.claude.config import aget_config
     from claudeapp.claude.planner import plan_prompt
     from claudeapp.claude.registry import resolve
@@ -323,8 +442,26 @@ async def build_request(
     config = await aget_config()
     spec = resolve(config, state.model_id)
     max_tokens = max(1, min(state.max_tokens, spec.max_output_tokens))
-    system = state.system_prompt or None
+    system: str | list[dict] | None = state.system_prompt or None
     system_tokens = hist.text_tokens(system) if system else 0
+    bound: BoundDocuments | None = None
+    refusal: ChatError | None = None
+    if state.document_set_id is not None:
+        try:
+            bound = await parallel_db(bound_documents)(
+                user=user if user is not None else await parallel_db(_load_user)(user_id),
+                conversation_id=state.id,
+                document_set_id=state.document_set_id,
+                question=latest_question(turns),
+                model_id=spec.model_id,
+                context_window=spec.context_window,
+            )
+        except DocumentSetUnavailable as exc:
+            refusal = exc
+        if bound is not None:
+            texts = [t for t in (state.system_prompt, bound.instruction) if t]
+            system = [{"type": "text", "text": t} for t in texts]
+            system_tokens = sum(hist.text_tokens(t) for t in texts) + bound.tokens
     budget = spec.context_window - max_tokens - system_tokens - settings.CHAT_CONTEXT_MARGIN_TOKENS
     history = hist.build_history(
         turns,
@@ -350,9 +487,15 @@ async def build_request(
                 start=history.start or state.history_start,
                 trim_target=settings.CHAT_TRIM_TARGET,
             )
+    messages = history.messages
+    if bound is not None and bound.results:
+        messages = _with_results(messages, bound.results)
     # The door's planner, fed the spec resolved above (no second registry read).
     plan = plan_prompt(
-        min_cacheable_tokens=spec.min_cacheable_tokens, system=system, history=history.messages
+        min_cacheable_tokens=spec.min_cacheable_tokens,
+        system=system,
+        documents=bound.documents if bound is not None else (),
+        history=messages,
     )
     params: dict[str, Any] = {**plan.params(), "max_tokens": max_tokens, "model": state.model_id}
     thinking = hist.thinking_param(
@@ -367,7 +510,13 @@ async def build_request(
         params["effort"] = state.effort
     if state.temperature is not None and spec.sampling_api_version:
         params["temperature"] = float(state.temperature)
-    return RequestPlan(params=params, model_id=spec.model_id, history=history)
+    return RequestPlan(
+        params=params,
+        model_id=spec.model_id,
+        history=history,
+        sources=bound.sources if bound is not None else None,
+        refusal=refusal,
+    )
 
 
 # --- the door, built off the event loop -----------------------------------------------------------
@@ -434,7 +583,7 @@ async def conversation_send(*, user, conversation_id: object, content: object) -
             created_at=now,
         )
         turns = [_stored(m) for m in messages] + [_stored(user_message)]
-        plan = await build_request(state, turns, subject=assistant_id, user_id=user.pk)
+        plan = await build_request(state, turns, subject=assistant_id, user_id=user.pk, user=user)
         previous = next((m for m in reversed(messages) if m.role == Message.Role.ASSISTANT), None)
         run = ChatRun(
             mode="send",
@@ -515,7 +664,7 @@ async def _rerun(*, user, conversation_id: object, message_id: object, mode: str
                 )
         else:
             turns = [_stored(m) for m in messages[:index]]
-        plan = await build_request(state, turns, subject=assistant_id, user_id=user.pk)
+        plan = await build_request(state, turns, subject=assistant_id, user_id=user.pk, user=user)
         if continuation is not None and continuation["mode"] == "prefill":
             plan.params["messages"] = hist.strip_trailing_whitespace(plan.params["messages"])
         previous = next(
@@ -620,6 +769,7 @@ def reset_reply(*, assistant_id: uuid.UUID, run_id: uuid.UUID, keep_content: boo
             content=[], continuations=[], html="", html_version=0, stop_reason="",
             model_id="", input_tokens=0, cache_read_tokens=0, cache_write_tokens=0,
             output_tokens=0, cost_usd=None, ttft_ms=None, duration_ms=None, tokens=0,
+            sources=[], citations=[],
         )  # fmt: skip
     updated = Message.objects.filter(pk=assistant_id).update(**fields)
     Conversation.objects.filter(messages__pk=assistant_id).update(updated_at=now)

@@ -13,4 +13,9 @@ urlpatterns = [
     path("<uuid:conversation_id>/rename/", views.conversation_rename, name="rename"),
     path("<uuid:conversation_id>/settings/", views.conversation_settings, name="settings"),
     path("<uuid:conversation_id>/delete/", views.conversation_delete, name="delete"),
+    path(
+        "<uuid:conversation_id>/messages/<uuid:message_id>/cite/<int:n>/",
+        views.message_citation,
+        name="citation",
+    ),
 ]

@@ -7,18 +7,20 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from claudeapp.replies import ReplyStatus, reply_snapshot_sync
 from conversations import rendering, services
-from conversations.forms import ConversationSettingsForm, RenameForm
-from conversations.models import Conversation
+from conversations.forms import ConversationSettingsForm, NewConversationForm, RenameForm
+from conversations.models import Conversation, Message
 from conversations.selectors import (
     conversation_visible_to,
     message_list_for,
     sidebar_conversations,
 )
+from documents.selectors import document_visible_to, documentset_visible_to
 
 PAGE = "conversations/conversation_detail.html"
 
@@ -29,22 +31,43 @@ class HtmxHttpRequest(HttpRequest):
 
 def _conversation(request: HttpRequest, conversation_id: object) -> Conversation:
     return get_object_or_404(
-        conversation_visible_to(request.user).select_related("persona"), pk=conversation_id
+        conversation_visible_to(request.user).select_related("persona", "document_set"),
+        pk=conversation_id,
+    )
+
+
+def _list_page(request: HttpRequest, form: NewConversationForm, status: int = 200) -> HttpResponse:
+    return render(
+        request,
+        "conversations/conversation_list.html",
+        {"conversations": sidebar_conversations(request.user), "new_form": form},
+        status=status,
     )
 
 
 def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "conversations/conversation_list.html",
-        {"conversations": sidebar_conversations(request.user)},
-    )
+    return _list_page(request, NewConversationForm(user=request.user))
 
 
 @require_POST
 def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
-    conversation = services.conversation_create(owner=request.user)
+    """A new chat; bound to a document set when one is chosen (only a set the user may read:
+    the form refuses any other, whatever was posted)."""
+    form = NewConversationForm(request.POST, user=request.user)
+    if not form.is_valid():
+        return _list_page(request, form, status=400)
+    conversation = services.conversation_create(
+        owner=request.user, document_set=form.cleaned_data["document_set"]
+    )
     return redirect("conversations:detail", conversation_id=conversation.pk)
+
+
+def _set_readable(request: HttpRequest, conversation: Conversation) -> bool:
+    """Whether the owner may still read the set the conversation is bound to (bound only)."""
+    return (
+        conversation.document_set_id is None
+        or documentset_visible_to(request.user).filter(pk=conversation.document_set_id).exists()
+    )
 
 
 def _message_items(conversation: Conversation) -> list[dict]:
@@ -67,7 +90,7 @@ def conversation_detail(request: HtmxHttpRequest, conversation_id: object) -> Ht
     conversation = _conversation(request, conversation_id)
     items = _message_items(conversation)
     active = next((i["message"].pk for i in items if i["streaming"]), None)
-    form = ConversationSettingsForm(instance=conversation)
+    form = ConversationSettingsForm(instance=conversation, user=request.user)
     return render(
         request,
         PAGE,
@@ -81,6 +104,7 @@ def conversation_detail(request: HtmxHttpRequest, conversation_id: object) -> Ht
             "turns_left_out": sum(1 for i in items if i["left_out"] and i["message"].is_user),
             "form": form,
             "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+            "set_readable": _set_readable(request, conversation),
         },
     )
 
@@ -106,19 +130,19 @@ def conversation_settings(request: HtmxHttpRequest, conversation_id: object) -> 
     conversation = _conversation(request, conversation_id)
     saved = False
     if request.method == "POST":
-        form = ConversationSettingsForm(request.POST, instance=conversation)
+        form = ConversationSettingsForm(request.POST, instance=conversation, user=request.user)
         if form.is_valid():
             conversation = form.save()
             services.conversation_settings_saved(conversation=conversation)
             saved = True
-            form = ConversationSettingsForm(instance=conversation)
+            form = ConversationSettingsForm(instance=conversation, user=request.user)
             if not request.htmx:
                 messages.success(request, "Settings saved.")
                 return redirect("conversations:detail", conversation_id=conversation.pk)
     else:
         # The model picker re-renders the form for the model being considered.
         form = ConversationSettingsForm(
-            instance=conversation, model_id=request.GET.get("model_id") or None
+            instance=conversation, user=request.user, model_id=request.GET.get("model_id") or None
         )
         if request.GET.get("model_id"):
             form.initial["model_id"] = request.GET["model_id"]
@@ -138,4 +162,33 @@ def conversation_delete(request: HtmxHttpRequest, conversation_id: object) -> Ht
         return redirect("conversations:list")
     return render(
         request, "conversations/conversation_confirm_delete.html", {"conversation": conversation}
+    )
+
+
+@require_GET
+def message_citation(
+    request: HttpRequest, conversation_id: object, message_id: object, n: int
+) -> HttpResponse:
+    """A passage a reply cites, highlighted in its document (RAG's passage page). The reader
+    must own the conversation and still be able to read the document's set: else a 404."""
+    from documents.rag.views import passage_page
+
+    conversation = _conversation(request, conversation_id)
+    message = get_object_or_404(
+        Message.objects.only("id", "conversation_id", "citations"),
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        pk=message_id,
+    )
+    return passage_page(
+        request,
+        n=n,
+        passages=message.citations or [],
+        documents=document_visible_to(request.user),
+        citation_url=lambda m: rendering.citation_url(message, m),
+        crumbs=[
+            (reverse("conversations:list"), "Chat"),
+            (reverse("conversations:detail", args=[conversation.pk]), conversation.display_title),
+        ],
+        cited_in=f"Cited in a reply in “{conversation.display_title}”",
     )

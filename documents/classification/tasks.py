@@ -7,34 +7,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_process_init
 from django.core.exceptions import ObjectDoesNotExist
 
 from documents.classification import services
 
 log = logging.getLogger(__name__)
-
-
-@worker_process_init.connect
-def _warm_the_door(**_: Any) -> None:
-    """Build this worker process's door (the SDK import takes seconds) in the background, so
-    the first batch task does not pay for it; the door's own lock makes the task wait for it
-    rather than build a second one."""
-
-    def build() -> None:
-        from claudeapp.claude import ClaudeError, door
-
-        try:
-            door.base_url  # noqa: B018 - the attribute access builds the door
-        except ClaudeError:
-            pass  # not configured: the task that needs it says so
-
-    threading.Thread(target=build, name="warm-door", daemon=True).start()
 
 
 def _task(fn: Callable[..., Any]) -> Any:

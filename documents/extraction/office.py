@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import io
 import zipfile
-
-from docx.document import Document as DocxDocument
-from docx.oxml.parser import parse_xml
-from docx.table import Table
-from docx.text.paragraph import Paragraph
+from typing import TYPE_CHECKING
 
 from documents.extraction.archives import ZipCaps, open_zip
 from documents.extraction.errors import ExtractionError
 from documents.extraction.text import clean_text
+
+if TYPE_CHECKING:
+    from docx.table import Table
 
 _OFFICE_DOCUMENT_TYPES = {
     "http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument",
@@ -44,6 +43,8 @@ def _table_lines(table: Table) -> list[str]:
 
 def _main_part(archive: zipfile.ZipFile) -> str:
     """The package's main document part, from its relationships (usually word/document.xml)."""
+    from docx.oxml.parser import parse_xml
+
     try:
         relationships = parse_xml(archive.read("_rels/.rels"))
     except KeyError:
@@ -55,6 +56,8 @@ def _main_part(archive: zipfile.ZipFile) -> str:
 
 
 def _title(archive: zipfile.ZipFile) -> str:
+    from docx.oxml.parser import parse_xml
+
     try:
         return parse_xml(archive.read("docProps/core.xml")).title_text or ""
     except Exception:
@@ -63,6 +66,12 @@ def _title(archive: zipfile.ZipFile) -> str:
 
 def extract_docx(data: bytes) -> tuple[str, dict]:
     """Return (text, metadata) or raise ExtractionError."""
+    # python-docx and lxml (~20 MB) load with the first DOCX, not with every process.
+    from docx.document import Document as DocxDocument
+    from docx.oxml.parser import parse_xml
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
     # The parts are inflated in memory: refuse bombs before reading any.
     with open_zip(io.BytesIO(data), ZipCaps.from_settings()) as archive:
         try:

@@ -6,8 +6,6 @@ import io
 import logging
 
 from django.conf import settings
-from pypdf import PdfReader
-from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
 
 from documents.extraction.errors import ExtractionError
 from documents.extraction.text import clean_text
@@ -25,6 +23,11 @@ def _short(exc: BaseException) -> str:
 
 def extract_pdf(data: bytes) -> tuple[str, list[list[int]], dict]:
     """Return (text, page spans, metadata) or raise ExtractionError (corrupt, encrypted...)."""
+    # Imported here: pypdf brings fontTools and Pillow (~30 MB), which a worker's supervising
+    # process and a web process never need.
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
+
     try:
         reader = PdfReader(io.BytesIO(data))
     except PyPdfError as exc:

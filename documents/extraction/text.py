@@ -6,8 +6,6 @@ from __future__ import annotations
 import codecs
 import re
 
-from charset_normalizer import from_bytes
-
 from documents.extraction.errors import ExtractionError
 
 _BOMS = [
@@ -89,6 +87,8 @@ def decode_text(data: bytes) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    from charset_normalizer import from_bytes  # only for text that is not UTF-8: loaded lazily
+
     matches = from_bytes(data, cp_isolation=_CANDIDATE_ENCODINGS)
     best = matches.best()
     if best is None:

@@ -10,6 +10,7 @@ of first citation.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -87,6 +88,13 @@ def narrow(passage: dict[str, Any], document_text: str) -> dict[str, Any]:
     return {**passage, "start": start + at, "end": start + at + length}
 
 
+def _located(blocks: list[dict], sources: list[dict]) -> Iterator[list[dict]]:
+    """Per content block, the passages its citations point at (those naming what we sent)."""
+    for block in blocks:
+        citations = block.get("citations") or () if block.get("type") == "text" else ()
+        yield [p for p in (locate(c, sources) for c in citations) if p is not None]
+
+
 def number_citations(
     blocks: list[dict], sources: list[dict], texts: dict[int, str]
 ) -> tuple[list[dict], list[list[int]]]:
@@ -96,12 +104,9 @@ def number_citations(
     passages: list[dict] = []
     numbers: dict[tuple[int, int, int], int] = {}
     per_block: list[list[int]] = []
-    for block in blocks:
+    for located in _located(blocks, sources):
         cited: list[int] = []
-        for citation in block.get("citations") or () if block.get("type") == "text" else ():
-            passage = locate(citation, sources)
-            if passage is None:
-                continue
+        for passage in located:
             text = texts.get(passage["document"])
             if text is not None:
                 passage = narrow(passage, text)
@@ -113,3 +118,27 @@ def number_citations(
                 cited.append(numbers[key])
         per_block.append(cited)
     return passages, per_block
+
+
+def stored_numbers(
+    blocks: list[dict], sources: list[dict], passages: list[dict]
+) -> list[list[int]]:
+    """Per content block, the numbers of the stored `passages` its citations point at: the
+    markers of an answer rendered again later (no document text needed; a retrieved chunk's
+    citation finds the narrowed passage inside the chunk by its cited text)."""
+    per_block: list[list[int]] = []
+    for located in _located(blocks, sources):
+        cited: list[int] = []
+        for found in located:
+            inside = [
+                p for p in passages
+                if p["document"] == found["document"]
+                and found["start"] <= p["start"] and p["end"] <= found["end"]
+            ]  # fmt: skip
+            exact = [p for p in inside if (p["start"], p["end"]) == (found["start"], found["end"])]
+            same_text = [p for p in inside if p.get("cited_text") == found["cited_text"]]
+            match = (exact or same_text or inside or [None])[0]
+            if match is not None and match["n"] not in cited:
+                cited.append(match["n"])
+        per_block.append(cited)
+    return per_block

@@ -4,6 +4,7 @@ citation markers (built here, after sanitizing, so they are the only links we ad
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -17,9 +18,12 @@ _OPEN, _CLOSE = "\ue000", "\ue001"
 _MARK = re.compile(f"{_OPEN}([0-9,]+){_CLOSE}")
 
 
-def answer_html(*, set_id: int, query_id: int, blocks: list[dict], numbers: list[list[int]]) -> str:
-    """The answer's text blocks as one Markdown document, each cited block followed by its
-    numbered markers, each marker a link to the passage highlighted in its document."""
+def cited_html(
+    *, blocks: list[dict], numbers: list[list[int]], citation_url: Callable[[int], str]
+) -> str:
+    """Text blocks as one Markdown document, each cited block followed by its numbered
+    markers, each marker a link (`citation_url(n)`) to the passage highlighted in its document.
+    Set-page answers and chat replies in a conversation bound to a set render through this."""
     parts: list[str] = []
     for block, cited in zip(blocks, numbers, strict=False):
         if block.get("type") != "text":
@@ -35,7 +39,7 @@ def answer_html(*, set_id: int, query_id: int, blocks: list[dict], numbers: list
         links = "".join(
             format_html(
                 '<a class="cite" href="{}#cited" data-cite="{}" title="Show passage {}">{}</a>',
-                reverse("documents:rag-citation", args=[set_id, query_id, int(n)]),
+                citation_url(int(n)),
                 n,
                 n,
                 n,
@@ -45,6 +49,15 @@ def answer_html(*, set_id: int, query_id: int, blocks: list[dict], numbers: list
         return f'<sup class="cite-refs">{links}</sup>'
 
     return _MARK.sub(marker, html)
+
+
+def answer_html(*, set_id: int, query_id: int, blocks: list[dict], numbers: list[list[int]]) -> str:
+    """A set-page answer's HTML: its markers open `documents:rag-citation`."""
+    return cited_html(
+        blocks=blocks,
+        numbers=numbers,
+        citation_url=lambda n: reverse("documents:rag-citation", args=[set_id, query_id, n]),
+    )
 
 
 def render_answer(query, *, oob: bool = False) -> str:  # noqa: ANN001 - a RagQuery

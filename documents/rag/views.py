@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.text import Truncator
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -115,18 +120,41 @@ def citation(request: HttpRequest, pk: int, query_pk: int, n: int) -> HttpRespon
     """The passage an answer cites, highlighted in its document's text."""
     document_set = _visible_set(request, pk)
     query = _visible_query(request, document_set, query_pk)
-    passages = {c["n"]: c for c in query.citations or []}
-    passage = passages.get(n)
+    crumbs = [
+        (reverse("documents:set-list"), "Document sets"),
+        (document_set.get_absolute_url(), document_set.name),
+        (query.get_absolute_url(), "Answer"),
+    ]
+    return passage_page(
+        request,
+        n=n,
+        passages=query.citations or [],
+        documents=Document.objects.filter(document_set=document_set),
+        citation_url=lambda m: reverse("documents:rag-citation", args=[pk, query_pk, m]),
+        crumbs=crumbs,
+        cited_in=f"Cited in the answer to “{Truncator(query.question).chars(140)}”",
+    )
+
+
+def passage_page(
+    request: HttpRequest,
+    *,
+    n: int,
+    passages: list[dict],
+    documents: QuerySet[Document],
+    citation_url: Callable[[int], str],
+    crumbs: list[tuple[str, str]],
+    cited_in: str,
+) -> HttpResponse:
+    """Passage `n` of a reply's numbered `passages`, highlighted in its document's text, with
+    links to the others; 404 when there is no such passage or its document is not among
+    `documents` (the ones the reader may see there). Chat replies in a conversation bound to a
+    set use it too."""
+    passage = next((c for c in passages if c.get("n") == n), None)
     if passage is None:
-        return render(
-            request,
-            "rag/citation.html",
-            {"document_set": document_set, "query": query, "missing": True},
-            status=404,
-        )
+        return render(request, "rag/citation.html", {"crumbs": crumbs, "missing": True}, status=404)
     document = get_object_or_404(
-        Document.objects.only("id", "filename", "text", "document_set_id", "metadata"),
-        document_set=document_set,
+        documents.only("id", "filename", "text", "document_set_id", "metadata"),
         pk=passage["document"],
     )
     text = document.text
@@ -144,8 +172,8 @@ def citation(request: HttpRequest, pk: int, query_pk: int, n: int) -> HttpRespon
         request,
         "rag/citation.html",
         {
-            "document_set": document_set,
-            "query": query,
+            "crumbs": crumbs,
+            "cited_in": cited_in,
             "document": document,
             "passage": passage,
             "before": text[window_start:start],
@@ -154,6 +182,8 @@ def citation(request: HttpRequest, pk: int, query_pk: int, n: int) -> HttpRespon
             "window_start": window_start,
             "window_end": window_end,
             "text_length": len(text),
-            "others": [c for c in query.citations if c["n"] != n],
+            "others": [
+                {**c, "url": citation_url(c["n"])} for c in passages if c["n"] != passage["n"]
+            ],
         },
     )

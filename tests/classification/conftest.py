@@ -9,7 +9,6 @@ worker with `jobs_stack(**env)`.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import sys
 import tempfile
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 
 from claudeapp.testing.processes import CeleryWorker, ChildProcess, child_env
+from claudeapp.testing.reference_data import ensure_reference_data
 
 # Live tests commit their data; the seeded registry and prices come back (same keys) each time.
 live = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -82,16 +82,6 @@ def _clear_door_keys() -> None:
         client.delete(*names)
 
 
-def _ensure_seeded() -> None:
-    from django.apps import apps
-
-    from claudeapp.models import ModelSpec
-
-    if not ModelSpec.objects.exists():
-        seed = importlib.import_module("claudeapp.migrations.0002_seed_models_and_prices")
-        seed.seed(apps, None)
-
-
 @pytest.fixture
 def emu(emulator, settings):
     """The session emulator, reset (faults, stats, batches, config) before and after the test;
@@ -102,7 +92,7 @@ def emu(emulator, settings):
     emulator.restore_config()
     config.invalidate()
     _clear_door_keys()
-    _ensure_seeded()
+    ensure_reference_data()
     settings.CLAUDE_RETRY = {**settings.CLAUDE_RETRY, "base_delay": 0.01, "max_delay": 0.05}
     yield emulator
     emulator.reset()
@@ -316,11 +306,6 @@ def jobs_stack(django_db_setup, settings, emu) -> Iterator[Callable[..., JobsSta
 
 
 # --- data ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def classification_urls(settings) -> None:
-    settings.ROOT_URLCONF = "tests.classification.urls"
 
 
 def make_documents(document_set, count: int, *, topics: list[str] | None = None, start: int = 0):

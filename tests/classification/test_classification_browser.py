@@ -22,10 +22,7 @@ def job_page(transactional_db, jobs_stack, asgi_server_factory, session_cookie, 
     """A browser page on a live server whose enqueues go to this test's worker and beat.
     (Chromium last: the database is set up before Playwright's loop runs in this thread.)"""
     stack = jobs_stack(CLASSIFICATION_BATCH_MAX_REQUESTS="15")
-    server = asgi_server_factory(
-        DJANGO_SETTINGS_MODULE="tests.classification.live_settings",
-        CLASSIFICATION_QUEUE=stack.queue,
-    )
+    server = asgi_server_factory(CLASSIFICATION_QUEUE=stack.queue)
     context = chromium.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(15000)

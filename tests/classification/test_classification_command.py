@@ -8,8 +8,9 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from claudeapp.testing.reference_data import ensure_reference_data
 from documents.classification.models import ClassificationJob
-from tests.classification.conftest import LABELS, _ensure_seeded, live, make_documents
+from tests.classification.conftest import LABELS, live, make_documents
 
 
 @live
@@ -62,7 +63,7 @@ def test_classify_realtime_with_inline_labels(jobs, document_set):
 
 @pytest.mark.django_db
 def test_classify_refuses_bad_input_without_starting_anything(document_set, tmp_path):
-    _ensure_seeded()
+    ensure_reference_data()
     make_documents(document_set, 2)
     with pytest.raises(CommandError, match="no document set named 'nope'"):
         call_command("classify", "nope", "--labels", "a,b", "--instructions", "x")

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
+from claudeapp.testing.reference_data import ensure_reference_data
 from documents.classification import services
 from documents.classification.models import (
     ClassificationBatch,
@@ -16,7 +17,7 @@ from documents.classification.models import (
     ClassificationResult,
 )
 from documents.classification.prompts import JobPrompt, custom_id, parse_custom_id
-from tests.classification.conftest import LABELS, _ensure_seeded, make_documents, start_job
+from tests.classification.conftest import LABELS, make_documents, start_job
 
 pytestmark = pytest.mark.django_db
 LONG_INSTRUCTIONS = " ".join(f"Rule {i}: route mail by its purpose." for i in range(700))
@@ -26,7 +27,7 @@ LONG_INSTRUCTIONS = " ".join(f"Rule {i}: route mail by its purpose." for i in ra
 def seeded(db):
     from claudeapp.claude import config
 
-    _ensure_seeded()
+    ensure_reference_data()
     config.invalidate()
 
 

@@ -11,9 +11,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from claudeapp.testing.reference_data import ensure_reference_data
 from documents.classification import services
 from documents.classification.models import ClassificationJob
-from tests.classification.conftest import LABELS, _ensure_seeded, make_documents, start_job
+from tests.classification.conftest import LABELS, make_documents, start_job
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.django_db
 def seeded(db):
     from claudeapp.claude import config
 
-    _ensure_seeded()
+    ensure_reference_data()
     config.invalidate()
 
 

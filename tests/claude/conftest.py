@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 
 import pytest
+
+from claudeapp.testing.reference_data import ensure_reference_data
 
 
 def _clear_door_keys() -> None:
@@ -30,20 +31,9 @@ def door_state() -> Iterator[None]:
     _clear_door_keys()
 
 
-def ensure_seeded() -> None:
-    """Put the registry and prices back if a transactional test elsewhere flushed them."""
-    from django.apps import apps
-
-    from claudeapp.models import ModelSpec
-
-    if not ModelSpec.objects.exists():
-        seed = importlib.import_module("claudeapp.migrations.0002_seed_models_and_prices")
-        seed.seed(apps, None)
-
-
 @pytest.fixture
 def seeded(db) -> None:
-    ensure_seeded()
+    ensure_reference_data()
 
 
 @pytest.fixture
