@@ -95,10 +95,14 @@ def configure() -> None:
             env["DATABASE_URL"] = "postgresql://postgres@127.0.0.1:5432/postgres"
         else:
             env["DATABASE_URL"] = f"sqlite:///{var_dir / 'test-main.sqlite3'}"
-    if env["DATABASE_URL"].startswith("sqlite") and "TEST_DB_NAME" not in env:
-        # A file (not :memory:) so the live server and the Celery worker see the same data.
-        env["TEST_DB_NAME"] = str(var_dir / f"test-{RUN_ID}.sqlite3")
-        test_db = Path(env["TEST_DB_NAME"])
+    if env["DATABASE_URL"].startswith("sqlite"):
+        # A file (not :memory:) so the live server and the Celery worker see the same data; a
+        # bare name (TEST_DB_NAME=mine, as for PostgreSQL) goes under var/, not the checkout.
+        name = env.get("TEST_DB_NAME") or f"test-{RUN_ID}.sqlite3"
+        if not Path(name).is_absolute():
+            name = str(var_dir / (name if name.endswith(".sqlite3") else name + ".sqlite3"))
+        env["TEST_DB_NAME"] = name
+        test_db = Path(name)
         atexit.register(
             lambda: [p.unlink(missing_ok=True) for p in test_db.parent.glob(test_db.name + "*")]
         )

@@ -5,7 +5,6 @@ with the session cookie and an allowed Origin, as a browser would connect."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -22,70 +21,6 @@ def _clear_app_keys() -> None:
         names = list(client.scan_iter(match=pattern, count=500))
         if names:
             client.delete(*names)
-
-
-_SEEDED_ROWS: dict[str, list[dict]] = {}
-
-
-def _seeded_models():
-    from claudeapp.models import ModelPrice, ModelSpec
-    from conversations.models import Persona
-
-    return [ModelSpec, ModelPrice, Persona]
-
-
-def restore_seeded_rows() -> None:
-    """Put back the rows the migrations seed (registry, prices, personas) with their original
-    keys, after a transactional test flushed them. Same keys matter: a live server's cached
-    price rows are referenced by the ledger rows it writes."""
-    import importlib
-
-    from django.apps import apps
-
-    if not _SEEDED_ROWS:
-        for name in ("claudeapp.migrations.0002_seed_models_and_prices",
-                     "conversations.migrations.0002_seed_personas"):  # fmt: skip
-            module = importlib.import_module(name)
-            if not apps.get_model(*_label(module)).objects.exists():
-                module.seed(apps, None)
-        for model in _seeded_models():
-            _SEEDED_ROWS[model._meta.label] = list(model.objects.values())
-        return
-    for model in _seeded_models():
-        if not model.objects.exists():
-            model.objects.bulk_create(model(**row) for row in _SEEDED_ROWS[model._meta.label])
-
-
-def _label(module) -> tuple[str, str]:
-    return (
-        ("claudeapp", "ModelSpec")
-        if "claudeapp" in module.__name__
-        else ("conversations", "Persona")
-    )
-
-
-@pytest.fixture(autouse=True)
-def seeded_rows(request) -> Iterator[None]:
-    if not request.node.get_closest_marker("django_db"):
-        yield
-        return
-    request.getfixturevalue("_django_db_helper")
-    # Playwright's sync API keeps an event loop in this thread (browser tests); the ORM calls
-    # of the test process are allowed as `browser_page` allows them.
-    with _allow_sync_orm():
-        restore_seeded_rows()
-    yield
-
-
-@contextlib.contextmanager
-def _allow_sync_orm() -> Iterator[None]:
-    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture(autouse=True)

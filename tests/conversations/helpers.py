@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 # Live tests commit their data (the servers and the worker read it); the seeded registry, prices
-# and personas come back with the same keys before each test (conftest `seeded_rows`).
+# and personas come back with the same keys before each test (the autouse `reference_data` fixture).
 live = pytest.mark.django_db(transaction=True)
 
 

@@ -454,7 +454,10 @@ def test_a_large_set_sends_retrieved_passages_in_the_latest_turn_only(
         owner=staff_user,
         members=(user,),
     )
-    conversation = make_conversation(document_set=big)
+    # The answer cites up to three retrieved passages whole (chunks of up to ~400 tokens each):
+    # the conversation's budget must hold them, whichever passages the database's ranking
+    # (PostgreSQL ts_rank or SQLite bm25) puts first, or the reply is (rightly) `truncated`.
+    conversation = make_conversation(document_set=big, max_tokens=2048)
     chat = chat_socket(conversation, server=recorded_server)
     start = recorder.count()
     question = "Which exceptions does a finally clause re-raise after a return statement?"

@@ -8,6 +8,7 @@ import time
 from django.utils import timezone
 
 from tests.conversations.helpers import (
+    StreamView,
     done_status,
     finished_reply,
     live,
@@ -31,6 +32,12 @@ def test_the_sweeper_fails_a_reply_whose_web_process_died(
     chat.send_message("This server dies in the middle of the reply")
     message_id = started_id([chat.until(lambda f: 'data-status="streaming"' in f.html)])
     chat.until(lambda f: f'id="m-{message_id}-tail" hx-swap-oob' in f.html)
+    # The doomed process sends its own sockets a fragment before it writes the fragment to the
+    # Redis snapshot (in the background), so a frame on `chat` proves nothing is stored yet. A
+    # socket of another process gets text only from Redis (the snapshot, or a delta forwarded
+    # after the snapshot was written): once the watcher shows some, the kill can't lose it.
+    seen = StreamView(f"m-{message_id}")
+    watcher.until(lambda f: seen.apply(f.html) and seen.text.strip())
     wait_for(lambda: reply_of(conversation) is not None)
     doomed.kill()  # SIGKILL: no cleanup of any kind
     time.sleep(1.5)
