@@ -47,7 +47,6 @@ from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync
 from celery import shared_task
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.apps import apps
 from django.conf import settings
@@ -55,6 +54,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from claudeapp.dbthreads import parallel_db
 from claudeapp.redis import get_async_redis, get_redis, key
 
 log = logging.getLogger(__name__)
@@ -844,13 +844,6 @@ def error_kind_for(error: BaseException | None) -> str:
     if error is None:
         return ""
     return str(getattr(error, "kind", "") or type(error).__name__)[:60]
-
-
-def parallel_db(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """``function`` (ORM work) as a coroutine run in a worker thread with a database connection
-    of its own, not the process's one shared thread: many replies can write at once. Use it
-    for self-contained work only (no transaction spans two calls)."""
-    return database_sync_to_async(function, thread_sensitive=False)
 
 
 # --- heartbeat -----------------------------------------------------------------------------------

@@ -130,6 +130,13 @@ CHANNEL_LAYERS = {
 }
 # The app's own Redis keys (breaker, budgets, reply snapshots, caches) live beside the layer.
 APP_REDIS_URL = CHANNEL_LAYER_URL
+# Connections per pool and process (the app's pools wait for a free one; Redis allows 10,000).
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 500)
+# Threads (each with its own database connection) for ORM calls from asyncio code, per process.
+# (SQLite takes one writer at a time: a few threads are as fast and hold fewer file handles.)
+DB_ASYNC_THREADS = env_int(
+    "DB_ASYNC_THREADS", 4 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 16
+)
 
 # --- Celery: JSON only, late acks, short visibility timeout, no result backend. ------------------
 CELERY_BROKER_URL = redis_url_with_db(REDIS_URL, env_int("REDIS_BROKER_DB", 1))
@@ -372,6 +379,9 @@ CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
     {
         "address": CHANNEL_LAYER_URL,
         "socket_timeout": env_float("CHANNEL_LAYER_SOCKET_TIMEOUT", 30.0),
+        # Hundreds of sockets joining groups at once; redis-py's default pool stops at 100.
+        "max_connections": REDIS_MAX_CONNECTIONS,
+        "driver_info": None,
     }
 ]
 CELERY_BEAT_SCHEDULE["sweep-stale-replies"] = {

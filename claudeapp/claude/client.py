@@ -38,6 +38,7 @@ from claudeapp.claude.errors import (
 from claudeapp.claude.limits import Admission, Limits
 from claudeapp.claude.planner import CachePlan, plan_prompt
 from claudeapp.claude.pricing import Tokens, compute_cost, usage_tokens
+from claudeapp.claude.rawstream import MessageAccumulator, aiter_events
 from claudeapp.claude.registry import Choice, choose, resolve
 from claudeapp.claude.respcache import ResponseCache, request_hash
 from claudeapp.claude.retry import RetryPolicy, policy_for
@@ -131,6 +132,8 @@ def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
 def _snapshot(stream: Any) -> Any:
     if stream is None:
         return None
+    if isinstance(stream, MessageAccumulator):
+        return stream.typed(partial=True)
     try:
         return stream.current_message_snapshot
     except AssertionError:  # no message_start arrived
@@ -154,6 +157,24 @@ def _translate(event: Any, stream: Any) -> StreamEvent | None:
         )
     if kind == "citations_delta":
         return Citation(delta.citation.to_dict(), event.index)
+    return None
+
+
+def _translate_raw(event: dict, stream: MessageAccumulator) -> StreamEvent | None:
+    """A `content_block_delta` event (JSON) as one of ours, as `_translate` does for SDK objects."""
+    delta, index = event["delta"], event["index"]
+    kind = delta["type"]
+    if kind == "text_delta":
+        return TextDelta(delta["text"], index)
+    if kind == "thinking_delta":
+        return ThinkingDelta(delta["thinking"], index)
+    if kind == "input_json_delta":
+        block = stream.block(index)
+        return ToolUseDelta(
+            delta["partial_json"], index, block.get("id", ""), block.get("name", "")
+        )
+    if kind == "citations_delta":
+        return Citation(delta["citation"], index)
     return None
 
 
@@ -216,14 +237,12 @@ class Door:
     def _aredis(self) -> Any:
         """An asyncio Redis client for the running loop (its connections cannot cross loops;
         keyed weakly by the loop itself, so a new loop never inherits a dead one's client)."""
-        import redis.asyncio as aioredis
+        from claudeapp.redis import new_async_redis
 
         loop = asyncio.get_running_loop()
         client = self._async_redis.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(
-                settings.APP_REDIS_URL, socket_timeout=5, socket_connect_timeout=2
-            )
+            client = new_async_redis()
             self._async_redis[loop] = client
         return client
 
@@ -861,26 +880,28 @@ class Door:
                     continue
                 attempt = call.attempts = call.attempts + 1
                 started = time.perf_counter()
-                saw_stop = False
                 current = None
                 try:
-                    manager = self._aclient().messages.stream(**self._request(call, attempt))
-                    async with manager as current:
-                        call.request_id = current.request_id or call.request_id
-                        async for event in current:
-                            if event.type == "message_stop":
-                                saw_stop = True
+                    client = self._aclient()
+                    current = MessageAccumulator()
+                    async with client.messages.with_streaming_response.create(
+                        stream=True, **self._request(call, attempt)
+                    ) as response:
+                        call.request_id = response.headers.get("request-id") or call.request_id
+                        async for event in aiter_events(client, response):
+                            current.feed(event)
+                            if event["type"] != "content_block_delta":
                                 continue
-                            ours = _translate(event, current)
+                            ours = _translate_raw(event, current)
                             if ours is None:
                                 continue
                             if call.ttft_ms is None:
                                 call.ttft_ms = call.elapsed_ms()
                             yielded = True
                             yield ours
-                    if not saw_stop:
+                    if not current.stopped:
                         raise StreamInterrupted("stream ended before message_stop")
-                    message = await current.get_final_message()
+                    message = current.typed()
                 except Exception as exc:
                     failure = classify(exc)
                     call.request_id = failure.error.request_id or call.request_id

@@ -195,6 +195,8 @@ async def aget_config() -> DoorConfig:
     config = _current
     if _fresh(config):
         return config  # type: ignore[return-value]
+    # The thread of the caller's other ORM calls: rare (the copy is cached), and a test's
+    # uncommitted registry change stays visible to it.
     return await sync_to_async(get_config, thread_sensitive=True)()
 
 

@@ -191,6 +191,7 @@ async def asave(entry: Entry) -> None:
     _observe(entry)
     _log(entry)
     try:
+        # The process's shared ORM thread: a test's (or a caller's) transaction sees the row.
         await sync_to_async(_insert, thread_sensitive=True)(entry.fields())
     except Exception:
         log.exception(
