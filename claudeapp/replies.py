@@ -42,6 +42,7 @@ import html as html_lib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FINISHED",
+    "FragmentOrder",
     "PROCESS_ID",
     "LocalGroups",
     "MarkdownSplitter",
@@ -327,6 +329,49 @@ def snapshot_fragment(snapshot: Snapshot) -> str:
         f'<div id="{dom}-blocks" hx-swap-oob="innerHTML">{snapshot.blocks}</div>'
         f'<span id="{dom}-tail" hx-swap-oob="innerHTML">{_escape(snapshot.tail)}</span>'
     )
+
+
+class FragmentOrder:
+    """What one socket has forwarded: each event once (by ``event_id``, which the local hand-off
+    and the channel layer may both deliver), and each reply's deltas in ``seq`` order. A delta
+    that does not follow the last one sent (the socket joined mid-reply, or one went missing)
+    is sent as the snapshot so far, plus the delta when the snapshot does not hold it yet."""
+
+    def __init__(self, remember: int = 512) -> None:
+        self.seqs: dict[str, int] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
+
+    def first_time(self, event: dict) -> bool:
+        event_id = event.get("event_id")
+        if not event_id:
+            return True
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        return True
+
+    async def delta_html(self, event: dict) -> str | None:
+        """The HTML to send for a ``reply.delta`` (None: the socket has sent it already)."""
+        key, seq = event["reply_key"], event["seq"]
+        last = self.seqs.get(key)
+        if last is not None:
+            if seq == last + 1:
+                self.seqs[key] = seq
+                return event["html"]
+            if seq <= last:
+                return None  # the snapshot this socket sent already holds it
+        snapshot = await reply_snapshot(key)
+        if snapshot is None:
+            self.seqs[key] = seq
+            return event["html"]
+        html = snapshot_fragment(snapshot)
+        if snapshot.seq < seq:
+            html += event["html"]
+        self.seqs[key] = max(seq, snapshot.seq)
+        return html
 
 
 class MarkdownSplitter:

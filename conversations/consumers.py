@@ -15,11 +15,11 @@ import contextlib
 import json
 import logging
 import uuid
-from collections import OrderedDict
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from claudeapp.replies import (
+    FragmentOrder,
     ReplyStatus,
     parallel_db,
     reply_listen,
@@ -82,8 +82,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.user = user
         self.conversation_id = conversation_id
         self.group = conversation_group(conversation_id)
-        self.seqs: dict[str, int] = {}
-        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.order = FragmentOrder(SEEN_EVENTS)
         self.forwarding = asyncio.Lock()
         self.local: asyncio.Queue[dict] = asyncio.Queue()
         self.local_task = asyncio.ensure_future(self._drain_local())
@@ -161,7 +160,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             if message.status == ReplyStatus.STREAMING:
                 snapshot = await reply_snapshot(message.reply_key)
                 if snapshot is not None:
-                    self.seqs[message.reply_key] = snapshot.seq
+                    self.order.seqs[message.reply_key] = snapshot.seq
             if str(message.pk) in streaming:
                 if snapshot is not None and snapshot.status == ReplyStatus.STREAMING:
                     replaced.append(snapshot_fragment(snapshot))
@@ -199,42 +198,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _forward(self, event: dict) -> None:
         async with self.forwarding:  # one event at a time, in order, each once
-            event_id = event.get("event_id")
-            if event_id:
-                if event_id in self.seen:
-                    return
-                self.seen[event_id] = None
-                if len(self.seen) > SEEN_EVENTS:
-                    self.seen.popitem(last=False)
+            if not self.order.first_time(event):
+                return
             kind = event["type"]
             if kind == "reply.delta":
-                await self._delta(event)
+                html = await self.order.delta_html(event)
+                if html:
+                    await self.send(text_data=html)
                 return
             if kind == "reply.start":
-                self.seqs[event["reply_key"]] = event.get("seq", 0)
+                self.order.seqs[event["reply_key"]] = event.get("seq", 0)
             elif kind == "reply.done":
-                self.seqs.pop(event["reply_key"], None)
+                self.order.seqs.pop(event["reply_key"], None)
             if event.get("html"):
                 await self.send(text_data=event["html"])
-
-    async def _delta(self, event: dict) -> None:
-        key, seq = event["reply_key"], event["seq"]
-        last = self.seqs.get(key)
-        if last is not None:
-            if seq == last + 1:
-                self.seqs[key] = seq
-                await self.send(text_data=event["html"])
-                return
-            if seq <= last:
-                return  # the snapshot this tab got already holds it
-        # Joined mid-reply (or a fragment went missing): everything so far, then this one.
-        snapshot = await reply_snapshot(key)
-        if snapshot is None:
-            self.seqs[key] = seq
-            await self.send(text_data=event["html"])
-            return
-        html = snapshot_fragment(snapshot)
-        if snapshot.seq < seq:
-            html += event["html"]
-        self.seqs[key] = max(seq, snapshot.seq)
-        await self.send(text_data=html)

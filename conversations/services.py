@@ -743,9 +743,8 @@ async def reply_stop(*, user, conversation_id: object, message_id: object) -> bo
 @parallel_db
 def insert_turn(*, user_message: Message | None, assistant: Message, title: str | None) -> None:
     with transaction.atomic():
-        if user_message is not None:
-            user_message.save(force_insert=True)
-        assistant.save(force_insert=True)
+        # One INSERT, and no post_save signal: the lock's release counts this change.
+        Message.objects.bulk_create([m for m in (user_message, assistant) if m is not None])
         fields: dict[str, Any] = {"updated_at": timezone.now()}
         if title:
             Conversation.objects.filter(pk=assistant.conversation_id, title="").update(title=title)

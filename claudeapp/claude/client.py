@@ -38,7 +38,7 @@ from claudeapp.claude.errors import (
 from claudeapp.claude.limits import Admission, Limits
 from claudeapp.claude.planner import CachePlan, plan_prompt
 from claudeapp.claude.pricing import Tokens, compute_cost, usage_tokens
-from claudeapp.claude.rawstream import MessageAccumulator, aiter_events
+from claudeapp.claude.rawstream import MessageAccumulator, aiter_events, iter_events
 from claudeapp.claude.registry import Choice, choose, resolve
 from claudeapp.claude.respcache import ResponseCache, request_hash
 from claudeapp.claude.retry import RetryPolicy, policy_for
@@ -129,39 +129,15 @@ def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _snapshot(stream: Any) -> Any:
-    if stream is None:
+def _snapshot(stream: MessageAccumulator | None) -> Any:
+    """The message a cut-short stream delivered so far (None before `message_start`)."""
+    return stream.typed(partial=True) if stream is not None else None
+
+
+def _translate(event: dict, stream: MessageAccumulator) -> StreamEvent | None:
+    """A stream event (JSON) as one of ours (None for the events callers do not need)."""
+    if event["type"] != "content_block_delta":
         return None
-    if isinstance(stream, MessageAccumulator):
-        return stream.typed(partial=True)
-    try:
-        return stream.current_message_snapshot
-    except AssertionError:  # no message_start arrived
-        return None
-
-
-def _translate(event: Any, stream: Any) -> StreamEvent | None:
-    """A raw SDK stream event as one of ours (None for the events callers do not need)."""
-    if event.type != "content_block_delta":
-        return None
-    delta = event.delta
-    kind = delta.type
-    if kind == "text_delta":
-        return TextDelta(delta.text, event.index)
-    if kind == "thinking_delta":
-        return ThinkingDelta(delta.thinking, event.index)
-    if kind == "input_json_delta":
-        block = stream.current_message_snapshot.content[event.index]
-        return ToolUseDelta(
-            delta.partial_json, event.index, getattr(block, "id", ""), getattr(block, "name", "")
-        )
-    if kind == "citations_delta":
-        return Citation(delta.citation.to_dict(), event.index)
-    return None
-
-
-def _translate_raw(event: dict, stream: MessageAccumulator) -> StreamEvent | None:
-    """A `content_block_delta` event (JSON) as one of ours, as `_translate` does for SDK objects."""
     delta, index = event["delta"], event["index"]
     kind = delta["type"]
     if kind == "text_delta":
@@ -735,15 +711,15 @@ class Door:
                     continue
                 attempt = call.attempts = call.attempts + 1
                 started = time.perf_counter()
-                saw_stop = False
                 current = None
                 try:
-                    with self._sync.messages.stream(**self._request(call, attempt)) as current:
-                        call.request_id = current.request_id or call.request_id
-                        for event in current:
-                            if event.type == "message_stop":
-                                saw_stop = True
-                                continue
+                    current = MessageAccumulator()
+                    with self._sync.messages.with_streaming_response.create(
+                        stream=True, **self._request(call, attempt)
+                    ) as response:
+                        call.request_id = response.headers.get("request-id") or call.request_id
+                        for event in iter_events(self._sync, response):
+                            current.feed(event)
                             ours = _translate(event, current)
                             if ours is None:
                                 continue
@@ -751,9 +727,9 @@ class Door:
                                 call.ttft_ms = call.elapsed_ms()
                             yielded = True
                             yield ours
-                    if not saw_stop:
+                    if not current.stopped:
                         raise StreamInterrupted("stream ended before message_stop")
-                    message = current.get_final_message()
+                    message = current.typed()
                 except Exception as exc:
                     failure = classify(exc)
                     call.request_id = failure.error.request_id or call.request_id
@@ -890,9 +866,7 @@ class Door:
                         call.request_id = response.headers.get("request-id") or call.request_id
                         async for event in aiter_events(client, response):
                             current.feed(event)
-                            if event["type"] != "content_block_delta":
-                                continue
-                            ours = _translate_raw(event, current)
+                            ours = _translate(event, current)
                             if ours is None:
                                 continue
                             if call.ttft_ms is None:

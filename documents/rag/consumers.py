@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from claudeapp.replies import (
+    FragmentOrder,
     ReplyStatus,
     reply_listen,
     reply_snapshot,
@@ -59,9 +59,8 @@ class RagAnswerConsumer(AsyncWebsocketConsumer):
         self.query_id = query.pk
         self.key = query.reply_key
         self.group = query.reply_group
-        self.seq: int | None = None
+        self.order = FragmentOrder(SEEN_EVENTS)
         self.finished = False
-        self.seen: OrderedDict[str, None] = OrderedDict()
         self.forwarding = asyncio.Lock()
         # Runners of this process (`manage.py ask` in a shell has none) hand events over
         # directly; the runner on a worker sends through the channel layer, which it does only
@@ -100,7 +99,7 @@ class RagAnswerConsumer(AsyncWebsocketConsumer):
             return
         snapshot = await reply_snapshot(self.key)
         if snapshot is not None and snapshot.status == ReplyStatus.STREAMING:
-            self.seq = snapshot.seq
+            self.order.seqs[self.key] = snapshot.seq
             await self.send(text_data=snapshot_fragment(snapshot))
 
     # --- from the browser ------------------------------------------------------------------------
@@ -119,7 +118,7 @@ class RagAnswerConsumer(AsyncWebsocketConsumer):
                 await services.aragquery_stop(query=query)
         elif action == "sync":
             async with self.forwarding:
-                self.seq = None
+                self.order.seqs.pop(self.key, None)
                 await self._catch_up()
 
     # --- from the group ------------------------------------------------------------------------
@@ -135,19 +134,16 @@ class RagAnswerConsumer(AsyncWebsocketConsumer):
 
     async def _forward(self, event: dict) -> None:
         async with self.forwarding:
-            event_id = event.get("event_id")
-            if event_id:
-                if event_id in self.seen:
-                    return
-                self.seen[event_id] = None
-                if len(self.seen) > SEEN_EVENTS:
-                    self.seen.popitem(last=False)
+            if not self.order.first_time(event):
+                return
             kind = event["type"]
             if kind == "reply.start":
-                self.seq = event.get("seq", 0)
+                self.order.seqs[self.key] = event.get("seq", 0)
             elif kind == "reply.delta":
                 if not self.finished:
-                    await self._delta(event)
+                    html = await self.order.delta_html(event)
+                    if html:
+                        await self.send(text_data=html)
                 return
             elif kind == "reply.done":
                 if self.finished:
@@ -155,23 +151,3 @@ class RagAnswerConsumer(AsyncWebsocketConsumer):
                 self.finished = True
             if event.get("html"):
                 await self.send(text_data=event["html"])
-
-    async def _delta(self, event: dict) -> None:
-        seq, last = event["seq"], self.seq
-        if last is not None:
-            if seq == last + 1:
-                self.seq = seq
-                await self.send(text_data=event["html"])
-                return
-            if seq <= last:
-                return  # the snapshot this socket sent already holds it
-        snapshot = await reply_snapshot(self.key)
-        if snapshot is None:
-            self.seq = seq
-            await self.send(text_data=event["html"])
-            return
-        html = snapshot_fragment(snapshot)
-        if snapshot.seq < seq:
-            html += event["html"]
-        self.seq = max(seq, snapshot.seq)
-        await self.send(text_data=html)

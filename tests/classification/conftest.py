@@ -101,30 +101,6 @@ def emu(emulator, settings):
     _clear_door_keys()
 
 
-def batches_available(emulator) -> bool:
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(  # noqa: S310 - the loopback emulator
-        f"{emulator.url}/v1/messages/batches?limit=1",
-        headers={"x-api-key": emulator.api_key, "anthropic-version": "2026-10-21"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5):  # noqa: S310
-            return True
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return False
-        raise
-
-
-@pytest.fixture
-def need_batches(emu):
-    if not batches_available(emu):
-        pytest.skip("the emulator has no Message Batches API yet (emulator part 2)")
-    return emu
-
-
 # --- worker and beat ----------------------------------------------------------------------------
 
 

@@ -48,10 +48,9 @@ def _tokens(row):
 
 
 @live
-def test_a_batch_job_classifies_every_ready_document(jobs, need_batches, document_set, staff_user):
+def test_a_batch_job_classifies_every_ready_document(jobs, emu, document_set, staff_user):
     from claudeapp.claude.pricing import compute_cost
 
-    emu = need_batches
     emu.config(batch_seconds=0.5)
     make_documents(document_set, 30)
     job = start_job(document_set, staff_user)
@@ -84,9 +83,8 @@ def test_a_batch_job_classifies_every_ready_document(jobs, need_batches, documen
 
 @live
 def test_errored_lines_are_retried_once_and_expired_ones_resubmitted(
-    jobs, need_batches, document_set, staff_user
+    jobs, emu, document_set, staff_user
 ):
-    emu = need_batches
     emu.config(batch_seconds=0.3)
     make_documents(document_set, 10)
     emu.faults(
@@ -110,8 +108,7 @@ def test_errored_lines_are_retried_once_and_expired_ones_resubmitted(
 
 
 @live
-def test_a_line_that_errors_twice_stays_errored(jobs, need_batches, document_set, staff_user):
-    emu = need_batches
+def test_a_line_that_errors_twice_stays_errored(jobs, emu, document_set, staff_user):
     emu.config(batch_seconds=0.3)
     make_documents(document_set, 10)
     # Every line of the first batch and three of its retry fail.
@@ -130,10 +127,7 @@ def test_a_line_that_errors_twice_stays_errored(jobs, need_batches, document_set
 
 
 @live
-def test_canceling_a_job_cancels_its_batch_and_keeps_what_ran(
-    jobs, need_batches, document_set, staff_user
-):
-    emu = need_batches
+def test_canceling_a_job_cancels_its_batch_and_keeps_what_ran(jobs, emu, document_set, staff_user):
     emu.config(batch_seconds=4)
     make_documents(document_set, 40)
     job = start_job(document_set, staff_user)
@@ -156,9 +150,8 @@ def test_canceling_a_job_cancels_its_batch_and_keeps_what_ran(
 
 @live
 def test_a_lowered_limit_splits_the_job_into_several_batches(
-    jobs, need_batches, document_set, staff_user, settings
+    jobs, emu, document_set, staff_user, settings
 ):
-    emu = need_batches
     emu.config(batch_seconds=0.3)
     make_documents(document_set, 20)
     job = start_job(document_set, staff_user, start=False)
@@ -176,11 +169,10 @@ def test_a_lowered_limit_splits_the_job_into_several_batches(
 
 @live
 def test_batch_lines_cost_half_and_read_the_cached_instructions(
-    jobs, need_batches, document_set, staff_user
+    jobs, emu, document_set, staff_user
 ):
     from claudeapp.claude.pricing import compute_cost
 
-    emu = need_batches
     emu.config(batch_seconds=0.3)
     make_documents(document_set, 8)
     job = start_job(document_set, staff_user, instructions=LONG_INSTRUCTIONS)
@@ -225,9 +217,8 @@ def _use_strategy(strategy: str) -> str:
 @live
 @pytest.mark.parametrize("strategy", ["native", "tool"])
 def test_structured_output_through_the_models_strategy(
-    strategy, jobs, need_batches, document_set, staff_user
+    strategy, jobs, emu, document_set, staff_user
 ):
-    emu = need_batches
     emu.config(batch_seconds=0.3)
     model = _use_strategy(strategy)
     make_documents(document_set, 6)
@@ -242,9 +233,8 @@ def test_structured_output_through_the_models_strategy(
 
 @live
 def test_the_prompt_strategy_parses_json_and_stores_prose_as_invalid(
-    jobs, need_batches, document_set, staff_user
+    jobs, emu, document_set, staff_user
 ):
-    emu = need_batches
     emu.config(batch_seconds=0.3)
     model = _use_strategy("prompt")
     make_documents(document_set, 4)
@@ -264,10 +254,7 @@ def test_the_prompt_strategy_parses_json_and_stores_prose_as_invalid(
 
 
 @live
-def test_output_that_breaks_the_schema_is_stored_as_invalid(
-    jobs, need_batches, document_set, staff_user
-):
-    emu = need_batches
+def test_output_that_breaks_the_schema_is_stored_as_invalid(jobs, emu, document_set, staff_user):
     emu.config(batch_seconds=0.3)
     make_documents(document_set, 5)
     bad = json.dumps({"label": "memo", "confidence": 3, "rationale": "?"})

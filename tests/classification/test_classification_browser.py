@@ -62,11 +62,8 @@ def job_page(transactional_db, jobs_stack, asgi_server_factory, session_cookie, 
 
 
 @live
-def test_a_staff_member_runs_a_job_from_the_browser(
-    job_page, need_batches, document_set, staff_user
-):
+def test_a_staff_member_runs_a_job_from_the_browser(job_page, emu, document_set, staff_user):
     page = job_page
-    emu = need_batches
     emu.config(batch_seconds=6)  # a few of the page's 2 s refreshes see the batches run
     make_documents(document_set, 60)
     page.login(staff_user)

@@ -15,9 +15,8 @@ from tests.classification.conftest import LABELS, live, make_documents
 
 @live
 def test_classify_waits_with_progress_and_prints_one_summary_line_last(
-    jobs, need_batches, document_set, tmp_path
+    jobs, emu, document_set, tmp_path
 ):
-    emu = need_batches
     emu.config(batch_seconds=0.3)
     make_documents(document_set, 9)
     labels = tmp_path / "labels.json"

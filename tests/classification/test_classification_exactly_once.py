@@ -46,7 +46,7 @@ def crash_beat(django_db_setup, django_db_blocker, stop_shared):
 
 
 @pytest.fixture
-def jobs_stack(crash_beat, need_batches, settings):
+def jobs_stack(crash_beat, emu, settings):
     """`jobs_stack(**env)`: a worker of this test's own (one process, so a kill takes its task
     with it) on the module's queue; `stack.start_spare()` readies its replacement."""
     settings.CLASSIFICATION_QUEUE = crash_beat.queue
@@ -85,9 +85,8 @@ def assert_exactly_once(job, created: int, *, documents: int = DOCUMENTS, planne
 
 @live
 def test_a_worker_killed_before_its_create_call_lands_sends_the_batch_once(
-    jobs_stack, need_batches, document_set, staff_user
+    jobs_stack, emu, document_set, staff_user
 ):
-    emu = need_batches
     emu.config(batch_seconds=1.0)
     stack = jobs_stack()
     spare = stack.start_spare()
@@ -114,9 +113,8 @@ def test_a_worker_killed_before_its_create_call_lands_sends_the_batch_once(
 
 @live
 def test_a_lost_create_answer_is_found_confirmed_and_adopted(
-    jobs_stack, need_batches, document_set, staff_user
+    jobs_stack, emu, document_set, staff_user
 ):
-    emu = need_batches
     emu.config(batch_seconds=1.0)
     stack = jobs_stack()
     spare = stack.start_spare()
@@ -143,9 +141,8 @@ def test_a_lost_create_answer_is_found_confirmed_and_adopted(
 
 @live
 def test_a_worker_killed_mid_ingestion_resumes_where_it_stopped(
-    jobs_stack, need_batches, document_set, staff_user
+    jobs_stack, emu, document_set, staff_user
 ):
-    emu = need_batches
     emu.config(batch_seconds=1.0)
     stack = jobs_stack(CLASSIFICATION_INGEST_CHUNK="100")
     spare = stack.start_spare()
@@ -168,7 +165,7 @@ def test_a_worker_killed_mid_ingestion_resumes_where_it_stopped(
 
 @live
 def test_an_emulator_restart_with_batches_open_loses_nothing(
-    jobs_stack, need_batches, document_set, staff_user, tmp_path
+    jobs_stack, emu, document_set, staff_user, tmp_path
 ):
     from emulator.testing import EmulatorProcess
 
@@ -196,11 +193,10 @@ def test_an_emulator_restart_with_batches_open_loses_nothing(
 
 @live
 def test_a_second_batch_for_the_same_row_is_canceled_and_never_ingested(
-    jobs_stack, need_batches, document_set, staff_user, settings
+    jobs_stack, emu, document_set, staff_user, settings
 ):
     from claudeapp.claude import door
 
-    emu = need_batches
     emu.config(batch_seconds=10.0)  # both still running when the recovery finds them
     settings.CLASSIFICATION_POLL_MIN_SECONDS = 0.2
     stack = jobs_stack()

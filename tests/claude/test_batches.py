@@ -11,7 +11,6 @@ from claudeapp.claude import BudgetExceeded, CallContext, ClaudeUnavailable
 from claudeapp.claude.limits import Limits
 from claudeapp.models import Budget, UsageRecord
 from claudeapp.redis import get_redis
-from tests.claude.helpers import require_batches
 
 pytestmark = pytest.mark.django_db
 SCHEMA = {
@@ -24,7 +23,6 @@ SYSTEM = " ".join(f"rule{i}" for i in range(2500))  # over Haiku 5.5's 2,048-tok
 
 @pytest.fixture
 def batches(door, emu):
-    require_batches(door)
     emu.config(batch_seconds=0.3)
     return door
 

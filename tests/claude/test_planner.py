@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from claudeapp.claude import CallContext
 from claudeapp.claude.planner import MAX_BREAKPOINTS, plan_prompt
-from tests.claude.helpers import require_prompt_cache
 
 
 def words(n: int, seed: str = "w") -> str:
@@ -134,7 +133,6 @@ def test_property_never_more_than_four_and_never_five_minutes_before_one_hour(
 
 @pytest.mark.django_db
 def test_the_plan_gives_cache_reads_on_the_second_call(door, emu):
-    require_prompt_cache(door, emu)
     model = "claude-sonnet-5-5"
     kwargs = {
         "tools": [TOOL],
