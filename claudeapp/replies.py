@@ -528,6 +528,7 @@ class ReplyPublisher:
         self._script = self.redis.register_script(_UPDATE_SNAPSHOT)
         self._keys = [snapshot_key(reply_key), stop_key(reply_key), listeners_key(group)]
         self.remote_listeners = True  # until the first fragment's round trip says otherwise
+        self._clear_stop = True
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -546,11 +547,18 @@ class ReplyPublisher:
     async def start(
         self,
         *,
-        start_html: str = "",
+        start_html: str | Callable[[], str] = "",
         initial_text: str = "",
         initial_thinking: str = "",
+        after: Awaitable[Any] | None = None,
+        clear_stop: bool = True,
     ) -> None:
-        """Reset the snapshot, announce the run (``reply.start``) and begin publishing."""
+        """Reset the snapshot, announce the run (``reply.start``) and begin publishing; with
+        ``after``, all of it once that has finished (``start_html`` may then be a function,
+        called at that moment). Text added meanwhile is kept and published after the start.
+        ``clear_stop=False``: the reply key is new, no earlier run left a Stop flag (one set
+        before the announcement is then kept, not wiped)."""
+        self._clear_stop = clear_stop
         if initial_text:
             self.text = initial_text
             self._splitter = MarkdownSplitter()
@@ -561,14 +569,15 @@ class ReplyPublisher:
         committed = self._splitter.committed
         blocks = self.render_markdown(self.text[:committed]) if committed else ""
         self._task = asyncio.create_task(
-            self._run(start_html=start_html, blocks=blocks), name=f"publisher {self.reply_key}"
+            self._run(start_html=start_html, blocks=blocks, after=after),
+            name=f"publisher {self.reply_key}",
         )
         _local_stop_events[self.reply_key] = self.stop_requested
 
     async def _init(self, *, start_html: str, blocks: str) -> None:
         snap, stop, _ = self._keys
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(snap, stop)
+            pipe.delete(*((snap, stop) if self._clear_stop else (snap,)))
             pipe.hset(
                 snap,
                 mapping={
@@ -589,9 +598,26 @@ class ReplyPublisher:
             channel_layer=self.layer,
         )
 
-    async def _run(self, *, start_html: str, blocks: str) -> None:
+    async def _run(
+        self,
+        *,
+        start_html: str | Callable[[], str],
+        blocks: str,
+        after: Awaitable[Any] | None = None,
+    ) -> None:
         try:
-            await self._init(start_html=start_html, blocks=blocks)
+            if after is not None:
+                # ... or once the stream has ended (`finish`), whichever is first.
+                closing = asyncio.ensure_future(self._closing.wait())
+                try:
+                    await asyncio.wait(
+                        {asyncio.ensure_future(after), closing},
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    closing.cancel()
+            html = start_html() if callable(start_html) else start_html
+            await self._init(start_html=html, blocks=blocks)
         except Exception:
             log.exception("reply %s: could not start publishing", self.reply_key)
         while True:

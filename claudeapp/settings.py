@@ -360,6 +360,9 @@ CHAT_LOCK_SECONDS = env_int("CHAT_LOCK_SECONDS", 90)
 CHAT_CONTEXT_MARGIN_TOKENS = env_int("CHAT_CONTEXT_MARGIN_TOKENS", 1024)
 CHAT_TRIM_TARGET = env_float("CHAT_TRIM_TARGET", 0.7)
 CHAT_COUNT_TOKENS_ABOVE = env_float("CHAT_COUNT_TOKENS_ABOVE", 0.9)
+# A new reply is announced (and its rows written) once Claude answers its request, or after
+# this long at most: under a burst of messages the requests go out first.
+CHAT_ANNOUNCE_WAIT_MS = env_int("CHAT_ANNOUNCE_WAIT_MS", 250)
 # Fragments: the first at once, then at most one per REPLY_COALESCE_MS per reply.
 REPLY_COALESCE_MS = env_int("REPLY_COALESCE_MS", 40)
 REPLY_STOP_POLL_MS = env_int("REPLY_STOP_POLL_MS", 250)

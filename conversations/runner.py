@@ -4,8 +4,11 @@ Order of work (nothing but the door's Redis checks stands between the user's mes
 request to Claude):
 
 1. start the door's stream (the request goes out);
-2. meanwhile: announce the turn (``reply.start``: the user's message, the streaming placeholder,
-   Stop) and write the rows (user message, assistant message ``streaming``);
+2. once Claude answers the request (its response headers; at most ``CHAT_ANNOUNCE_WAIT_MS``
+   later, at once if the call ends before any answer): announce the turn (``reply.start``: the
+   user's message, the streaming placeholder, Stop) and write the rows (user message,
+   assistant message ``streaming``). In a burst of messages every request is on the wire
+   before this bookkeeping competes with them for the event loop;
 3. stream: fragments through the publisher (first at once, then coalesced), Stop checked
    between deltas, heartbeat every few seconds;
 4. once: store the final message (verbatim content blocks, usage and cost from the ledger),
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -63,19 +67,36 @@ def _blocks(message: Any) -> list[dict]:
 
 
 async def _door_events(
-    ctx: CallContext, params: dict[str, Any], refusal: Exception | None = None
+    ctx: CallContext,
+    params: dict[str, Any],
+    refusal: Exception | None = None,
+    on_response: Any = None,
 ) -> AsyncIterator[Any]:
     """The door's stream; a door that cannot even start (not configured) fails the reply in
     plain words like any other error, and so does a `refusal` (no call is made then). Closing
     this closes the door's stream (Stop is booked)."""
     if refusal is not None:
         raise refusal
-    stream = door.astream(ctx, **params)
+    stream = door.astream(ctx, on_response=on_response, **params)
     try:
         async for event in stream:
             yield event
     finally:
         await stream.aclose()
+
+
+async def _first_of(responded: asyncio.Event, stream: asyncio.Future) -> None:
+    """Until Claude answers the request, the stream ends (a refusal, an error before any
+    answer) or CHAT_ANNOUNCE_WAIT_MS pass, whichever comes first."""
+    waiter = asyncio.ensure_future(responded.wait())
+    try:
+        await asyncio.wait(
+            {waiter, stream},
+            timeout=settings.CHAT_ANNOUNCE_WAIT_MS / 1000,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        waiter.cancel()
 
 
 @dataclass
@@ -205,23 +226,33 @@ class ChatRun:
             render_markdown=render_markdown,
         )
         since = timezone.now()  # the door books this run's calls after this moment
+        responded = asyncio.Event()
         stream = asyncio.ensure_future(
             stream_reply(
-                _door_events(ctx, self.plan.params, self.plan.refusal),
+                _door_events(ctx, self.plan.params, self.plan.refusal, responded.set),
                 publisher,
                 started=self.started,
             )
         )
-        await asyncio.sleep(0)  # let the request leave before the rest of the bookkeeping
+        # The request goes out first; the announcement and the rows follow once it is answered
+        # (or after CHAT_ANNOUNCE_WAIT_MS): in a burst of messages, every request is on the
+        # wire before any of the bookkeeping competes with them for the event loop.
+        request_out = asyncio.ensure_future(_first_of(responded, stream))
         rows: asyncio.Task | None = None
         try:
             placeholder = self._placeholder()
-            rows = asyncio.ensure_future(self._write_rows_then_beat(placeholder))
+            # A new message: a new reply key, nothing to reset. Retry, Regenerate and Continue
+            # reuse theirs: the row and an earlier run's Stop flag are reset at once.
+            sending = self.mode == "send"
+            after = request_out if sending else None
+            rows = asyncio.ensure_future(self._write_rows_then_beat(placeholder, after))
             continuing = self.mode == "continue"
             await publisher.start(
-                start_html=self._start_html(placeholder),
+                start_html=lambda: self._start_html(placeholder),
                 initial_text=placeholder.text if continuing else "",
                 initial_thinking=placeholder.thinking_text if continuing else "",
+                after=after,
+                clear_stop=not sending,
             )
             outcome = await stream
             try:
@@ -285,7 +316,11 @@ class ChatRun:
             with contextlib.suppress(Exception):
                 await services.conversation_lock_release(self.state.id, self.reply_key)
 
-    async def _write_rows_then_beat(self, placeholder: Message) -> None:
+    async def _write_rows_then_beat(
+        self, placeholder: Message, after: asyncio.Future | None
+    ) -> None:
+        if after is not None:
+            await after
         await self._write_rows(placeholder)
 
         async def refresh_lock() -> None:

@@ -8,6 +8,7 @@ then one ledger row with the cost. The SDK runs with `max_retries=0`; retries ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -168,6 +169,30 @@ def _received_tokens(partial: Any) -> int:
     return total
 
 
+class _closer:  # noqa: N801 - used like a function
+    """Closes a loop's asyncio SDK client when that loop shuts down.
+
+    The aiohttp transport holds a session bound to its loop, which must be closed in that
+    loop. A loop that ends the standard way (``asyncio.run``, asgiref, pytest's loop
+    fixtures) first finalizes its live async generators (``loop.shutdown_asyncgens``); this
+    object starts one such generator, whose ``finally`` closes the client. A long-lived loop
+    (the web process's, RAG's worker loop) keeps its client for its whole life."""
+
+    def __init__(self, client: Any) -> None:
+        self._gen = self._hold(client)
+        # The first step registers the generator with the running loop (its firstiter hook).
+        with contextlib.suppress(StopIteration):
+            self._gen.asend(None).send(None)
+
+    @staticmethod
+    async def _hold(client: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
 class Door:
     """Built once per process by `get_door()`; features use `claudeapp.claude.door`."""
 
@@ -190,6 +215,7 @@ class Door:
             api_key=api_key, base_url=base_url, max_retries=0, timeout=self._timeout
         )
         self._async_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._async_closers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._async_redis: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self.breaker = Breaker()
         self.limits = Limits()
@@ -201,13 +227,18 @@ class Door:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
+            # The SDK's aiohttp transport (its `aiohttp` extra): HTTP and chunked bodies are
+            # parsed in C, where httpx's pure-Python stack (h11, anyio cancel scopes per read)
+            # cost about half of a streaming reply's CPU in the web process.
             client = anthropic.AsyncAnthropic(
                 api_key=self._api_key,
                 base_url=self.base_url,
                 max_retries=0,
                 timeout=self._timeout,
+                http_client=anthropic.DefaultAioHttpClient(timeout=self._timeout),
             )
             self._async_clients[loop] = client
+            self._async_closers[loop] = _closer(client)
         return client
 
     def _aredis(self) -> Any:
@@ -805,17 +836,21 @@ class Door:
         temperature: float | None = None,
         output_config: Mapping[str, Any] | None = None,
         stop_sequences: list[str] | None = None,
+        on_response: Callable[[], None] | None = None,
         **params: Any,
     ) -> AsyncIterator[StreamEvent]:
         """`stream` for asyncio code (`async for event in door.astream(...)`); `aclose()` it to
-        stop early."""
+        stop early. `on_response` is called when a response to the request begins (its
+        headers arrived, once per attempt): the caller's bookkeeping can wait for that, so a
+        burst of calls puts its requests on the wire first."""
         base = _base(messages, max_tokens, system, tools, tool_choice, thinking, output_config,
                      stop_sequences, params)  # fmt: skip
-        return self._astream(ctx, base, model, premium, temperature, effort)
+        return self._astream(ctx, base, model, premium, temperature, effort, on_response)
 
     async def _astream(
         self, ctx: CallContext, base: dict[str, Any], model: str | None, premium: bool,
         temperature: float | None, effort: str | None,
+        on_response: Callable[[], None] | None = None,
     ) -> AsyncIterator[StreamEvent]:  # fmt: skip
         config = await aget_config()
         try:
@@ -864,6 +899,8 @@ class Door:
                         stream=True, **self._request(call, attempt)
                     ) as response:
                         call.request_id = response.headers.get("request-id") or call.request_id
+                        if on_response is not None:
+                            on_response()
                         async for event in aiter_events(client, response):
                             current.feed(event)
                             ours = _translate(event, current)

@@ -121,3 +121,66 @@ def test_async_stream_retries_before_the_first_delta(door, emu):
     events = async_to_sync(run)()
     assert isinstance(events[-1], Final)
     assert UsageRecord.objects.get().attempts == 2
+
+
+def test_async_on_response_is_called_once_per_answered_attempt(door, emu):
+    # A 529 is not an answer to build on: only the attempt that streams calls back.
+    emu.faults([{"kind": "status", "status": 529}])
+    answered: list[bool] = []
+
+    async def run() -> list:
+        stream = door.astream(
+            CTX, messages=HI, max_tokens=20, on_response=lambda: answered.append(True)
+        )
+        return [e async for e in stream]
+
+    events = async_to_sync(run)()
+    assert isinstance(events[-1], Final)
+    assert answered == [True]
+    assert UsageRecord.objects.get().attempts == 2
+
+
+def test_async_on_response_is_not_called_for_a_refused_call(door, emu, settings, user):
+    settings.CLAUDE_USER_RPM = 1
+    ctx = CallContext("chat", user.pk, ("conversations.message", 43))
+    answered: list[bool] = []
+
+    async def run() -> list:
+        first = [e async for e in door.astream(ctx, messages=HI, max_tokens=5)]
+        second = door.astream(
+            ctx, messages=HI, max_tokens=5, on_response=lambda: answered.append(True)
+        )
+        return first + [e async for e in second]
+
+    events = async_to_sync(run)()
+    assert isinstance(events[-1], Failed) and events[-1].error.kind == "rate_limited"
+    assert answered == []
+
+
+def test_async_dropped_connection_mid_stream_fails_with_the_partial(door, emu):
+    # The asyncio client reads through the SDK's aiohttp transport: a connection dropped
+    # mid-body is the same plain-words failure as on the sync path, with the text kept.
+    emu.faults([{"kind": "disconnect", "after_tokens": 5}])
+
+    async def run() -> list:
+        return [e async for e in door.astream(CTX, messages=HI, max_tokens=200)]
+
+    events = async_to_sync(run)()
+    (end,) = ends(events)
+    assert isinstance(end, Failed) and end.partial is not None
+    assert len(events) > 1 and end.error.kind == "connection_error"  # deltas came first
+    assert UsageRecord.objects.get().outcome == end.error.kind
+
+
+def test_async_client_uses_the_sdks_aiohttp_transport_and_closes_with_its_loop(door, emu):
+    from anthropic._vendor.httpx_aiohttp import AiohttpTransport
+
+    async def run():
+        client = door._aclient()
+        [e async for e in door.astream(CTX, messages=HI, max_tokens=5)]
+        return client
+
+    client = async_to_sync(run)()
+    transport = client._client._transport
+    assert isinstance(transport, AiohttpTransport)
+    assert transport.client.closed  # the loop's shutdown closed the session

@@ -276,3 +276,31 @@ def test_a_tab_on_another_web_process_follows_the_reply_live(
         assert len(deltas) >= 3  # live fragments, not only the final replacement
         views.append(view)
     assert words(views[0].text) == words(views[1].text) == words(reply.text)
+
+
+@live
+def test_the_request_goes_out_before_the_announcement_which_never_waits_in_vain(
+    asgi_server_factory, emulator_clean, make_conversation, chat_socket
+):
+    # The announcement (and the rows) wait for Claude to answer the request, up to
+    # CHAT_ANNOUNCE_WAIT_MS: here 20 s, so only the answer, or the end of a call refused
+    # before any request, can have opened the way within the 5 s allowed below.
+    server = asgi_server_factory(CHAT_ANNOUNCE_WAIT_MS="20000", CLAUDE_USER_RPM="1")
+    emulator_clean.config(ttft_ms=300, tokens_per_second=50)
+    conversation = make_conversation()
+    chat = chat_socket(conversation, server=server)
+    sent = chat.send_message("Announce me once the request is answered")
+    start = chat.until(lambda f: 'data-status="streaming"' in f.html, timeout=5)
+    assert start.at - sent < 5
+    message_id = started_id([start])
+    done = chat.until_done(message_id, timeout=10)
+    assert done_status(done.html) == "complete"
+    assert finished_reply(conversation).status == "complete"
+
+    # Over the per-user rate: refused before any request is made; the failure shows at once.
+    sent = chat.send_message("And one more, please")
+    start = chat.until(lambda f: 'data-status="streaming"' in f.html, timeout=5)
+    refused = chat.until_done(started_id([start]), timeout=5)
+    assert refused.at - sent < 5
+    assert done_status(refused.html) == "failed"
+    assert "Too many requests" in refused.html
