@@ -275,14 +275,18 @@ async def part_b(args, server, cookie, conversations) -> None:
     sdk, chat, errors, truncated, statuses = [], [], 0, 0, {}
     all_runs: list[ChatRun] = []
     offset = 0
+    per_round = []
     for r in range(rounds):
         prompts = [f"Round {r} conversation {i}: tell me about rivers" for i in range(concurrency)]
-        sdk += await asyncio.gather(*(direct.first_text(p, 1024) for p in prompts))
+        round_sdk = await asyncio.gather(*(direct.first_text(p, 1024) for p in prompts))
+        sdk += round_sdk
         runs = await _concurrent_chats(
             server, cookie, conversations[offset : offset + concurrency], prompts
         )
         offset += concurrency
         all_runs += runs
+        firsts = [run.first_text for run in runs if run.first_text is not None]
+        per_round.append((max(round_sdk), max(firsts, default=float("nan"))))
         for run in runs:
             statuses[run.status or "error"] = statuses.get(run.status or "error", 0) + 1
             if run.error or run.first_text is None or run.status not in ("complete", "truncated"):
@@ -300,6 +304,8 @@ async def part_b(args, server, cookie, conversations) -> None:
     added = (percentile(chat, 99) - percentile(sdk, 99)) * ms
     print(f"    added p99              : {added:7.1f} ms"
           "   (target <= 100)")  # fmt: skip
+    rounds_ms = ", ".join(f"{c * ms:.0f}/{d * ms:.0f}" for d, c in per_round)
+    print(f"    slowest per round, chat/SDK ms: {rounds_ms}")
     print(f"    errors {errors}, truncated {truncated}, statuses {statuses}")
     _print_errors([run for run in all_runs if run.error or run.first_text is None])
 

@@ -422,9 +422,11 @@ class MarkdownSplitter:
 class LocalGroups:
     """Sockets of this process by group, so a fragment reaches them without a trip through
     Redis. Every socket also joins the channel-layer group and says in Redis which process it
-    is on (``listeners:<group>``): a runner skips the channel layer for fragments only while
-    every registered socket of the group is on its own process. Start and end events always
-    go through it. Each event has an ``event_id``; a socket drops a copy it already has."""
+    is on (``listeners:<group>``): a runner skips the channel layer for a run's events (start,
+    fragments, end) only while every registered socket of the group is on its own process,
+    checked in the same Redis round trip as the snapshot write each of them makes anyway.
+    Other events always go through it. Each event has an ``event_id``; a socket drops a copy
+    it already has."""
 
     _members: ClassVar[dict[str, set[Callable[[dict], None]]]] = {}
 
@@ -475,12 +477,31 @@ async def reply_unlisten(group: str, deliver: Callable[[dict], None]) -> None:
         log.warning("could not unregister a listener of %s", group)
 
 
-async def publish(group: str, event: dict, *, channel_layer: Any = None) -> None:
+def remote_listeners(listeners: dict[bytes, bytes]) -> bool:
+    """Whether a group's sockets (its ``listeners:<group>`` hash) may be on another process:
+    the channel layer is skipped only while every registered socket is on this one (none
+    registered means "send it": a socket may be joining). `_UPDATE_SNAPSHOT` says the same."""
+    mine = others = 0
+    for process, count in listeners.items():
+        n = int(count or 0)
+        if n > 0:
+            if (process.decode() if isinstance(process, bytes) else process) == PROCESS_ID:
+                mine += n
+            else:
+                others += n
+    return not (mine > 0 and others == 0)
+
+
+async def publish(
+    group: str, event: dict, *, channel_layer: Any = None, layer: bool = True
+) -> None:
     """Send a reply event to every socket of ``group``: this process's at once, then all of
-    them through the channel layer (duplicates are dropped by ``event_id``)."""
+    them through the channel layer (duplicates are dropped by ``event_id``); ``layer=False``
+    when no socket of the group is on another process (`remote_listeners`)."""
     event.setdefault("event_id", uuid.uuid4().hex)
     LocalGroups.deliver(group, event)
-    await (channel_layer or get_channel_layer()).group_send(group, event)
+    if layer:
+        await (channel_layer or get_channel_layer()).group_send(group, event)
 
 
 # --- the publisher -------------------------------------------------------------------------------
@@ -575,7 +596,7 @@ class ReplyPublisher:
         _local_stop_events[self.reply_key] = self.stop_requested
 
     async def _init(self, *, start_html: str, blocks: str) -> None:
-        snap, stop, _ = self._keys
+        snap, stop, listeners = self._keys
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(*((snap, stop) if self._clear_stop else (snap,)))
             pipe.hset(
@@ -591,11 +612,14 @@ class ReplyPublisher:
                 },
             )
             pipe.expire(snap, self.ttl)
-            await pipe.execute()
+            pipe.hgetall(listeners)
+            *_, found = await pipe.execute()
+        self.remote_listeners = remote_listeners(found)
         await publish(
             self.group,
             {"type": "reply.start", "reply_key": self.reply_key, "seq": 0, "html": start_html},
             channel_layer=self.layer,
+            layer=self.remote_listeners,
         )
 
     async def _run(
@@ -712,22 +736,37 @@ class ReplyPublisher:
             with contextlib.suppress(Exception):
                 await self._io
 
-    async def done(self, *, status: str, html: str) -> None:
-        """Announce the end (after the final row is stored): ``reply.done``."""
+    async def done(
+        self, *, status: str, html: str, alongside: Awaitable[Any] | None = None
+    ) -> None:
+        """Announce the end (after the final row is stored): ``reply.done``. ``alongside``
+        (e.g. releasing what the run held) runs during the snapshot's last write, and has
+        finished before the announcement."""
         await self.finish()
         _local_stop_events.pop(self.reply_key, None)
-        try:
+
+        async def close_snapshot() -> bool:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self._keys[0], "status", status)
                 pipe.expire(self._keys[0], settings.REPLY_DONE_TTL)
                 pipe.delete(self._keys[1])
-                await pipe.execute()
-        except Exception:
+                pipe.hgetall(self._keys[2])
+                *_, found = await pipe.execute()
+            return remote_listeners(found)
+
+        closing = asyncio.gather(
+            close_snapshot(), *([alongside] if alongside is not None else []),
+            return_exceptions=True,
+        )  # fmt: skip
+        remote = (await closing)[0]
+        if isinstance(remote, BaseException):
             log.warning("reply %s: could not close its snapshot", self.reply_key)
+            remote = True
         await publish(
             self.group,
             {"type": "reply.done", "reply_key": self.reply_key, "status": status, "html": html},
             channel_layer=self.layer,
+            layer=remote,
         )
 
     def abandon(self) -> None:

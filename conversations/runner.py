@@ -268,18 +268,19 @@ class ChatRun:
                     ),
                 )
                 return
-            if outcome.drained is not None:
-                # The door books a stopped or failed call when its iterator ends.
+            if outcome.drained is not None and outcome.message is None:
+                # The door books a stopped or failed call when its iterator ends (a complete
+                # one is booked before its Final).
                 with contextlib.suppress(Exception, asyncio.CancelledError, TimeoutError):
                     async with asyncio.timeout(5):
                         await asyncio.shield(outcome.drained)
             message, total_cost = await self._store(outcome, since)
             # The conversation is free again before the page offers Send.
-            await self._release()
             await publisher.done(
                 status=message.status,
                 html=rendering.render_reply_done(message)
                 + rendering.render_cost(self.state.id, total_cost),
+                alongside=self._release(),
             )
             await services.conversation_refresh(self.user, self.state.id)
         except BaseException as exc:

@@ -936,9 +936,12 @@ class Door:
                 await self.breaker.asuccess(redis, call.spec.model_id, state)
                 self._log_attempt(call, attempt, "ok", started, call.request_id)
                 entry = self._ok_entry(config, call, message)
-                await self.limits.asettle(redis, call.admission, entry.cost_usd)
-                await ledger.asave(entry)
-                done = True
+                done = True  # booked here even if the caller goes away meanwhile
+                # Both at once: the reply's end waits for one round trip, not two.
+                await asyncio.gather(
+                    self.limits.asettle(redis, call.admission, entry.cost_usd),
+                    ledger.asave(entry),
+                )
                 yield Final(message)
                 return
         except (GeneratorExit, asyncio.CancelledError):

@@ -82,3 +82,16 @@ def test_fragments_escape_text_and_append_or_replace():
     replaced = delta_fragment("m-1", blocks="<p>x</p>", tail="rest")
     assert '<div id="m-1-blocks" hx-swap-oob="beforeend"><p>x</p></div>' in replaced
     assert '<span id="m-1-tail" hx-swap-oob="innerHTML">rest</span>' in replaced
+
+
+def test_a_run_skips_the_channel_layer_only_while_every_socket_is_on_its_own_process():
+    from claudeapp.replies import PROCESS_ID, remote_listeners
+
+    me, other = PROCESS_ID.encode(), b"another-process"
+    assert not remote_listeners({me: b"2"})
+    assert remote_listeners({me: b"1", other: b"1"})
+    assert remote_listeners({other: b"1"})
+    # Nobody registered (or counts back at zero): a socket may be joining, so send it.
+    assert remote_listeners({})
+    assert remote_listeners({me: b"0", other: b"0"})
+    assert not remote_listeners({me: b"1", other: b"0"})

@@ -268,6 +268,10 @@ def test_a_tab_on_another_web_process_follows_the_reply_live(
     message_id = started_id([here.until(lambda f: 'data-status="streaming"' in f.html)])
     elsewhere.until_done(message_id)
     here.until_done(message_id)
+    # The start and the end reach the other process too (through the channel layer).
+    assert any(
+        'data-status="streaming"' in f.html and message_id in f.html for f in elsewhere.frames
+    )
     reply = finished_reply(conversation)
     views = []
     for chat in (here, elsewhere):
