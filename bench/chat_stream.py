@@ -244,9 +244,9 @@ async def part_a(args, server, cookie, conversations) -> None:
     print(f"    added             : p50 {(percentile(chat, 50) - percentile(sdk, 50)) * ms:7.2f} ms"
           f"   p95 {(percentile(chat, 95) - percentile(sdk, 95)) * ms:7.2f} ms"
           "   (difference of the percentiles; target p50 <= 4, p95 <= 10)")  # fmt: skip
-    await direct.client.close()
     print(f"    paired difference : p50 {percentile(pairs, 50) * ms:7.2f} ms   "
           f"p95 {percentile(pairs, 95) * ms:7.2f} ms")  # fmt: skip
+    await direct.client.close()
 
 
 async def _concurrent_chats(server, cookie, conversations, prompts) -> list[ChatRun]:

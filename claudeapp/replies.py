@@ -246,19 +246,8 @@ if #ARGV[4] > 0 then
   redis.call('HSET', KEYS[1], 'blocks', (redis.call('HGET', KEYS[1], 'blocks') or '') .. ARGV[4])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[6])
--- Through the channel layer unless every registered socket is on this process (sockets that
--- never registered, or none at all, mean "send it").
-local mine, others = 0, 0
-local listeners = redis.call('HGETALL', KEYS[3])
-for i = 1, #listeners, 2 do
-  local count = tonumber(listeners[i + 1]) or 0
-  if count > 0 then
-    if listeners[i] == ARGV[7] then mine = mine + count else others = others + count end
-  end
-end
-local remote = 1
-if mine > 0 and others == 0 then remote = 0 end
-return {redis.call('EXISTS', KEYS[2]), remote}
+-- The Stop flag, and the group's listeners (`remote_listeners` decides on the layer).
+return {redis.call('EXISTS', KEYS[2]), redis.call('HGETALL', KEYS[3])}
 """
 
 
@@ -477,12 +466,18 @@ async def reply_unlisten(group: str, deliver: Callable[[dict], None]) -> None:
         log.warning("could not unregister a listener of %s", group)
 
 
-def remote_listeners(listeners: dict[bytes, bytes]) -> bool:
-    """Whether a group's sockets (its ``listeners:<group>`` hash) may be on another process:
-    the channel layer is skipped only while every registered socket is on this one (none
-    registered means "send it": a socket may be joining). `_UPDATE_SNAPSHOT` says the same."""
+def remote_listeners(listeners: dict[bytes, bytes] | list[bytes]) -> bool:
+    """Whether a group's sockets (its ``listeners:<group>`` hash, as a dict or as HGETALL's
+    flat list inside a script's reply) may be on another process: the channel layer is
+    skipped only while every registered socket is on this one (none registered means "send
+    it": a socket may be joining)."""
+    pairs = (
+        listeners.items()
+        if isinstance(listeners, dict)
+        else zip(listeners[::2], listeners[1::2], strict=True)
+    )
     mine = others = 0
-    for process, count in listeners.items():
+    for process, count in pairs:
         n = int(count or 0)
         if n > 0:
             if (process.decode() if isinstance(process, bytes) else process) == PROCESS_ID:
@@ -502,6 +497,18 @@ async def publish(
     LocalGroups.deliver(group, event)
     if layer:
         await (channel_layer or get_channel_layer()).group_send(group, event)
+
+
+async def until_first(*waits: Awaitable[Any], timeout: float | None = None) -> None:
+    """Until the first of ``waits`` is done, or ``timeout`` seconds. Coroutines given here are
+    cancelled afterwards; futures and tasks (shared with others) are left alone."""
+    futures = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future, given in zip(futures, waits, strict=True):
+            if future is not given:
+                future.cancel()
 
 
 # --- the publisher -------------------------------------------------------------------------------
@@ -549,7 +556,6 @@ class ReplyPublisher:
         self._script = self.redis.register_script(_UPDATE_SNAPSHOT)
         self._keys = [snapshot_key(reply_key), stop_key(reply_key), listeners_key(group)]
         self.remote_listeners = True  # until the first fragment's round trip says otherwise
-        self._clear_stop = True
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -579,7 +585,6 @@ class ReplyPublisher:
         called at that moment). Text added meanwhile is kept and published after the start.
         ``clear_stop=False``: the reply key is new, no earlier run left a Stop flag (one set
         before the announcement is then kept, not wiped)."""
-        self._clear_stop = clear_stop
         if initial_text:
             self.text = initial_text
             self._splitter = MarkdownSplitter()
@@ -590,15 +595,15 @@ class ReplyPublisher:
         committed = self._splitter.committed
         blocks = self.render_markdown(self.text[:committed]) if committed else ""
         self._task = asyncio.create_task(
-            self._run(start_html=start_html, blocks=blocks, after=after),
+            self._run(start_html=start_html, blocks=blocks, after=after, clear_stop=clear_stop),
             name=f"publisher {self.reply_key}",
         )
         _local_stop_events[self.reply_key] = self.stop_requested
 
-    async def _init(self, *, start_html: str, blocks: str) -> None:
+    async def _init(self, *, start_html: str, blocks: str, clear_stop: bool) -> None:
         snap, stop, listeners = self._keys
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*((snap, stop) if self._clear_stop else (snap,)))
+            pipe.delete(*((snap, stop) if clear_stop else (snap,)))
             pipe.hset(
                 snap,
                 mapping={
@@ -628,20 +633,14 @@ class ReplyPublisher:
         start_html: str | Callable[[], str],
         blocks: str,
         after: Awaitable[Any] | None = None,
+        clear_stop: bool = True,
     ) -> None:
         try:
             if after is not None:
                 # ... or once the stream has ended (`finish`), whichever is first.
-                closing = asyncio.ensure_future(self._closing.wait())
-                try:
-                    await asyncio.wait(
-                        {asyncio.ensure_future(after), closing},
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    closing.cancel()
+                await until_first(after, self._closing.wait())
             html = start_html() if callable(start_html) else start_html
-            await self._init(start_html=html, blocks=blocks)
+            await self._init(start_html=html, blocks=blocks, clear_stop=clear_stop)
         except Exception:
             log.exception("reply %s: could not start publishing", self.reply_key)
         while True:
@@ -705,7 +704,7 @@ class ReplyPublisher:
         self.frames += 1
         if self.first_fragment_at is None:
             self.first_fragment_at = time.monotonic()
-        args = [seq, text, thinking, blocks, committed, self.ttl, PROCESS_ID]
+        args = [seq, text, thinking, blocks, committed, self.ttl]
         self._io = asyncio.ensure_future(self._store_and_forward(self._io, args, event))
 
     async def _store_and_forward(
@@ -715,8 +714,8 @@ class ReplyPublisher:
             with contextlib.suppress(Exception):
                 await previous
         try:
-            stop, remote = await self._script(keys=self._keys, args=args)
-            self.remote_listeners = bool(remote)
+            stop, listeners = await self._script(keys=self._keys, args=args)
+            remote = self.remote_listeners = remote_listeners(listeners)
             if remote:
                 await self.layer.group_send(self.group, event)
             if stop:

@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -46,6 +46,7 @@ from claudeapp.replies import (
     parallel_db,
     reply_key_for,
     stream_reply,
+    until_first,
     user_message_for,
 )
 from conversations import rendering, services
@@ -70,7 +71,7 @@ async def _door_events(
     ctx: CallContext,
     params: dict[str, Any],
     refusal: Exception | None = None,
-    on_response: Any = None,
+    on_response: Callable[[], None] | None = None,
 ) -> AsyncIterator[Any]:
     """The door's stream; a door that cannot even start (not configured) fails the reply in
     plain words like any other error, and so does a `refusal` (no call is made then). Closing
@@ -83,20 +84,6 @@ async def _door_events(
             yield event
     finally:
         await stream.aclose()
-
-
-async def _first_of(responded: asyncio.Event, stream: asyncio.Future) -> None:
-    """Until Claude answers the request, the stream ends (a refusal, an error before any
-    answer) or CHAT_ANNOUNCE_WAIT_MS pass, whichever comes first."""
-    waiter = asyncio.ensure_future(responded.wait())
-    try:
-        await asyncio.wait(
-            {waiter, stream},
-            timeout=settings.CHAT_ANNOUNCE_WAIT_MS / 1000,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-    finally:
-        waiter.cancel()
 
 
 @dataclass
@@ -237,7 +224,11 @@ class ChatRun:
         # The request goes out first; the announcement and the rows follow once it is answered
         # (or after CHAT_ANNOUNCE_WAIT_MS): in a burst of messages, every request is on the
         # wire before any of the bookkeeping competes with them for the event loop.
-        request_out = asyncio.ensure_future(_first_of(responded, stream))
+        # Until Claude answers, the stream ends (a refusal, an error before any answer) or
+        # CHAT_ANNOUNCE_WAIT_MS pass, whichever comes first.
+        request_out = asyncio.ensure_future(
+            until_first(responded.wait(), stream, timeout=settings.CHAT_ANNOUNCE_WAIT_MS / 1000)
+        )
         rows: asyncio.Task | None = None
         try:
             placeholder = self._placeholder()

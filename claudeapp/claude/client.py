@@ -169,28 +169,27 @@ def _received_tokens(partial: Any) -> int:
     return total
 
 
-class _closer:  # noqa: N801 - used like a function
-    """Closes a loop's asyncio SDK client when that loop shuts down.
+def _closed_with_loop(client: Any) -> AsyncIterator[None]:
+    """Closes a loop's asyncio SDK client when that loop shuts down; keep what it returns.
 
     The aiohttp transport holds a session bound to its loop, which must be closed in that
     loop. A loop that ends the standard way (``asyncio.run``, asgiref, pytest's loop
-    fixtures) first finalizes its live async generators (``loop.shutdown_asyncgens``); this
-    object starts one such generator, whose ``finally`` closes the client. A long-lived loop
-    (the web process's, RAG's worker loop) keeps its client for its whole life."""
+    fixtures) first finalizes its live async generators (``loop.shutdown_asyncgens``): this
+    starts one such generator, whose ``finally`` closes the client. A long-lived loop (the
+    web process's, RAG's worker loop) keeps its client for its whole life."""
 
-    def __init__(self, client: Any) -> None:
-        self._gen = self._hold(client)
-        # The first step registers the generator with the running loop (its firstiter hook).
-        with contextlib.suppress(StopIteration):
-            self._gen.asend(None).send(None)
-
-    @staticmethod
-    async def _hold(client: Any) -> AsyncIterator[None]:
+    async def hold() -> AsyncIterator[None]:
         try:
             yield
         finally:
             with contextlib.suppress(Exception):
                 await client.close()
+
+    gen = hold()
+    # The first step registers the generator with the running loop (its firstiter hook).
+    with contextlib.suppress(StopIteration):
+        gen.asend(None).send(None)
+    return gen
 
 
 class Door:
@@ -238,7 +237,7 @@ class Door:
                 http_client=anthropic.DefaultAioHttpClient(timeout=self._timeout),
             )
             self._async_clients[loop] = client
-            self._async_closers[loop] = _closer(client)
+            self._async_closers[loop] = _closed_with_loop(client)
         return client
 
     def _aredis(self) -> Any:
