@@ -4,7 +4,8 @@
     .venv/bin/python bench/chat_stream.py --parts a --n 300
 
 It starts its own emulator (paced: --ttft-ms 200, --tokens-per-second 80), its own uvicorn
-serving the whole app (the same command as the Procfile's `web`), on its own database (a
+serving the whole app (the same command as the Procfile's `web`, with WEB_CONCURRENCY
+processes as docker-compose runs it: --web-workers, default one per CPU), on its own database (a
 PostgreSQL database `claudeapp_bench_chat` when PostgreSQL answers on 127.0.0.1:5432, else a
 SQLite file under var/) and Redis keys of its own. The app's per-user and global request limits
 are switched off for the run (CLAUDE_USER_RPM=0, CLAUDE_GLOBAL_RPM=0, CLAUDE_MAX_CONCURRENT=0):
@@ -439,7 +440,7 @@ def main() -> None:
     parser.add_argument("--min-tokens-c", type=int, default=200)
     parser.add_argument("--ttft-ms", type=int, default=200)
     parser.add_argument("--tps", type=float, default=80.0)
-    parser.add_argument("--web-workers", type=int, default=1)
+    parser.add_argument("--web-workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     configure(args)
     user, cookie, conversations = setup_database(args.n + 12 + 64 * args.rounds_b + args.streams_c)
@@ -455,12 +456,8 @@ def main() -> None:
     args.emulator_url = emulator.url
     args.emulator = emulator
 
-    class Server(AsgiServer):
-        def command(self) -> list[str]:
-            extra = ["--workers", str(args.web_workers)] if args.web_workers > 1 else []
-            return [*super().command(), *extra]
-
-    server = Server(env=child_env())
+    # uvicorn reads WEB_CONCURRENCY, as in production (docker-compose sets one per core).
+    server = AsgiServer(env=child_env(WEB_CONCURRENCY=str(args.web_workers)))
     server.start()
     print(f"chat bench {RUN}: emulator {emulator.url} (ttft {args.ttft_ms} ms, {args.tps:g} "
           f"tokens/s), app {server.url} ({args.web_workers} uvicorn worker(s)), "

@@ -15,7 +15,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from claudeapp.claude import prepare  # noqa: E402
 from claudeapp.routing import websocket_urlpatterns  # noqa: E402
+
+prepare()
 
 application = ProtocolTypeRouter(
     {

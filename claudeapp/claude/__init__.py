@@ -96,6 +96,18 @@ def get_door() -> Door:
     return build()
 
 
+def prepare() -> None:
+    """Import the SDK and build the door now, as a web process starts: the import alone takes
+    about two seconds on a small host, which the first reply of each process would otherwise
+    wait for. Nothing to build while Claude is not configured (the checks say so)."""
+    from claudeapp.claude.errors import ClaudeNotConfigured
+
+    try:
+        get_door()
+    except ClaudeNotConfigured:
+        pass
+
+
 def structured_params(schema: dict, model: str, **kw: Any) -> dict[str, Any]:
     """Request params that make `model` answer in `schema` (its native format or a forced tool)."""
     return get_door().structured_params(schema, model, **kw)
