@@ -4,9 +4,12 @@ The SDK's `messages.stream()` helper builds two pydantic objects per event and r
 message snapshot as it goes: about 80 us of CPU per token on this machine, so one web process
 serving 200 replies at 80 tokens/s would spend more than a core on parsing alone. Here the SDK
 still makes the request (auth, headers, status errors mapped to its exception types) through
-`with_streaming_response`; the events are decoded by its own `SSEDecoder`, accumulated as plain
-dicts with the SDK's rules (`accumulate_event`), and turned into a typed `Message` once, at the
-end (or when a cut-short stream needs its partial snapshot).
+`with_streaming_response`; the events are split here (`SSEBuffer`: a whole chunk at a time,
+not a line at a time), accumulated as plain dicts with the SDK's rules (`accumulate_event`), and
+turned into a typed `Message` once, at the end (or when a cut-short stream needs its partial
+snapshot). With the SDK's aiohttp transport (the door's async client) the body is read from
+aiohttp itself, under the transport's own exception mapping, not through httpx's byte-stream
+layers: 61 -> 54 us of CPU per event with 200 streams at once on this machine.
 """
 
 from __future__ import annotations
@@ -18,43 +21,96 @@ from typing import Any
 __all__ = ["MessageAccumulator", "aiter_events", "iter_events"]
 
 
-def _event(client: Any, http: Any, sse: Any) -> dict | None:
-    """One server-sent event as JSON (None for pings and nameless events); an `error` event
-    raises the SDK's own status error, as its `Stream` and `AsyncStream` do."""
-    event = sse.event
-    if event == "ping" or event is None:
-        return None
-    if event == "error":
-        body: Any = sse.data
-        try:
-            body = sse.json()
-            message = f"{body}"
-        except Exception:
-            message = sse.data or f"Error code: {http.status_code}"
-        raise client._make_status_error(message, body=body, response=http)
-    return json.loads(sse.data) if sse.data else None
+def _raise_error(client: Any, http: Any, data: str) -> None:
+    """An `error` event: the SDK's own status error, as its `Stream` and `AsyncStream` raise."""
+    body: Any = data
+    try:
+        body = json.loads(data)
+        message = f"{body}"
+    except Exception:
+        message = data or f"Error code: {http.status_code}"
+    raise client._make_status_error(message, body=body, response=http)
+
+
+def _decode(block: bytes) -> tuple[str | None, str] | None:
+    """One event's lines (no blank line inside) -> (event name, data), as the SSE spec reads
+    them: `field: value` with one leading space dropped, data lines joined with newlines,
+    comments (`:`) and other fields ignored; None when it has no data (not dispatched)."""
+    event: str | None = None
+    data: list[str] = []
+    for raw in block.split(b"\n"):
+        name, _, value = raw.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            data.append(value.decode())
+        elif name == b"event":
+            event = value.decode()
+    return (event, "\n".join(data)) if data else None
+
+
+class SSEBuffer:
+    """Server-sent events from a body read in arbitrary chunks: `feed(chunk)` returns the
+    events the chunk completed as (event name, data). Line ends may be LF, CRLF or CR."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
+        buffer = self._buffer + chunk
+        if b"\r" in buffer:
+            # A CR at the very end may be the first half of a CRLF: keep it for the next chunk.
+            held = b"\r" if buffer.endswith(b"\r") else b""
+            buffer = buffer[: len(buffer) - len(held)].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            held = b""
+        *blocks, rest = buffer.split(b"\n\n")
+        self._buffer = rest + held
+        return [event for block in blocks if (event := _decode(block)) is not None]
+
+    def close(self) -> list[tuple[str | None, str]]:
+        """The events of a body that ended without its final blank line."""
+        rest, self._buffer = self._buffer.replace(b"\r", b"\n"), b""
+        return [event for block in rest.split(b"\n\n") if (event := _decode(block)) is not None]
+
+
+def _events(client: Any, http: Any, pairs: list[tuple[str | None, str]]) -> Iterator[dict]:
+    """JSON events (no pings, no nameless events); an `error` event raises."""
+    for event, data in pairs:
+        if event == "ping" or event is None:
+            continue
+        if event == "error":
+            _raise_error(client, http, data)
+        yield json.loads(data)
 
 
 def iter_events(client: Any, response: Any) -> Iterator[dict]:
     """The JSON events of a streamed Messages response (`with_streaming_response`)."""
-    from anthropic import Stream
-
     http = response.http_response
-    for sse in Stream.raw_events(http):
-        event = _event(client, http, sse)
-        if event is not None:
-            yield event
+    sse = SSEBuffer()
+    for chunk in http.iter_bytes():
+        yield from _events(client, http, sse.feed(chunk))
+    yield from _events(client, http, sse.close())
 
 
 async def aiter_events(client: Any, response: Any) -> AsyncIterator[dict]:
     """`iter_events` for the asyncio client."""
-    from anthropic import AsyncStream
-
     http = response.http_response
-    async for sse in AsyncStream.raw_events(http):
-        event = _event(client, http, sse)
-        if event is not None:
-            yield event
+    sse = SSEBuffer()
+    native = getattr(http.stream, "_aiohttp_response", None)
+    if native is not None and not http.headers.get("content-encoding"):
+        from anthropic._vendor.httpx_aiohttp.transport import map_aiohttp_exceptions
+
+        with map_aiohttp_exceptions():
+            async for chunk in native.content.iter_any():
+                for event in _events(client, http, sse.feed(chunk)):
+                    yield event
+    else:
+        async for chunk in http.aiter_bytes():
+            for event in _events(client, http, sse.feed(chunk)):
+                yield event
+    for event in _events(client, http, sse.close()):
+        yield event
 
 
 class MessageAccumulator:
