@@ -784,6 +784,7 @@ class StreamOutcome:
 
     status: str
     message: Any = None  # the SDK Message (Final)
+    booked: Any = None  # the door's ledger entry for it (Final)
     error: BaseException | None = None
     partial: Any = None  # what Failed carried
     text: str = ""
@@ -868,7 +869,7 @@ async def stream_reply(
                 elif isinstance(event, Citation):
                     outcome.citations.append(event)
                 elif isinstance(event, Final):
-                    outcome.message = event.message
+                    outcome.message, outcome.booked = event.message, event.booked
                     status = STOP_REASON_STATUS.get(
                         getattr(event.message, "stop_reason", None), ReplyStatus.FAILED
                     )

@@ -94,6 +94,17 @@ class RunUsage:
     output_tokens: int = 0
     cost: Decimal | None = None
 
+    @classmethod
+    def booked(cls, entry: Any) -> RunUsage:
+        tokens = entry.tokens
+        return cls(
+            input_tokens=tokens.input,
+            cache_read_tokens=tokens.cache_read,
+            cache_write_tokens=tokens.cache_write_5m + tokens.cache_write_1h,
+            output_tokens=tokens.output,
+            cost=entry.cost_usd,
+        )
+
 
 def _ledger_usage(assistant_id: uuid.UUID, since: dt.datetime) -> RunUsage:
     """This run's usage as the door booked it (one row per call; estimated when cut short)."""
@@ -394,7 +405,12 @@ class ChatRun:
         since: dt.datetime,
         outcome: StreamOutcome,
     ) -> tuple[Message, Decimal]:
-        usage = _ledger_usage(self.assistant_id, since)
+        # A complete call: the door's own entry says it all (no query); else what it booked.
+        usage = (
+            RunUsage.booked(outcome.booked)
+            if outcome.booked is not None
+            else _ledger_usage(self.assistant_id, since)
+        )
         if self.mode == "continue":
             message = Message.objects.get(pk=self.assistant_id)
         else:

@@ -786,7 +786,7 @@ class Door:
                 self.limits.settle(redis, call.admission, entry.cost_usd)
                 ledger.save(entry)
                 done = True
-                yield Final(message)
+                yield Final(message, entry)
                 return
         except GeneratorExit:
             if not done:
@@ -941,7 +941,7 @@ class Door:
                     self.limits.asettle(redis, call.admission, entry.cost_usd),
                     ledger.asave(entry),
                 )
-                yield Final(message)
+                yield Final(message, entry)
                 return
         except (GeneratorExit, asyncio.CancelledError):
             if not done:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from anthropic.types import Message
 
     from claudeapp.claude.errors import ClaudeError
+    from claudeapp.claude.ledger import Entry
 
 __all__ = [
     "Citation",
@@ -51,6 +52,7 @@ class Citation:
 @dataclass(frozen=True, slots=True)
 class Final:
     message: Message
+    booked: Entry | None = None  # the ledger entry the door saved for the call (tokens, cost)
 
 
 @dataclass(frozen=True, slots=True)

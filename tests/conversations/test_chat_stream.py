@@ -92,6 +92,13 @@ def test_the_streamed_text_is_replaced_by_the_stored_rendered_markdown(
     assert reply.content[-1]["type"] == "text"
     assert reply.output_tokens > 0 and reply.cost_usd is not None
     assert reply.model_id == "claude-haiku-5-5"
+    # ... as the ledger has them (the door's own entry, taken without a query).
+    from claudeapp.models import UsageRecord
+
+    row = UsageRecord.objects.get(subject_id=str(reply.pk))
+    assert (row.cost_usd, row.output_tokens, row.input_tokens) == (
+        reply.cost_usd, reply.output_tokens, reply.input_tokens,
+    )  # fmt: skip
     client.force_login(conversation.owner)
     page = client.get(f"/chat/{conversation.pk}/").content.decode()
     assert reply.html in page
