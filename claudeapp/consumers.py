@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from claudeapp.dbthreads import TidyDispatch
+
 
 def user_group(user_id: int) -> str:
     """The channel-layer group that carries one user's notifications (every open tab)."""
     return f"user-{user_id}"
 
 
-class UserEventsConsumer(AsyncJsonWebsocketConsumer):
+class UserEventsConsumer(TidyDispatch, AsyncJsonWebsocketConsumer):
     """Pushes server-side events (e.g. a document finished extracting) to a user's tabs.
 
     Anonymous sockets are refused before they are accepted.

@@ -11,11 +11,13 @@ transaction spanning two of them) go to this pool instead: each thread keeps its
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
+from channels.db import aclose_old_connections, database_sync_to_async
 from django.conf import settings
 
 _lock = threading.Lock()
@@ -46,3 +48,36 @@ def parallel_db(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     call.__doc__ = function.__doc__
     call.__wrapped__ = function  # type: ignore[attr-defined]
     return call
+
+
+# --- consumers -------------------------------------------------------------------------------
+
+TIDY_SECONDS = 1.0
+_tidied_at = -TIDY_SECONDS
+
+
+async def tidy_shared_connections() -> None:
+    """Django's per-request connection hygiene (`close_old_connections`: past CONN_MAX_AGE,
+    broken, due a health check) for the shared ORM thread, at most once a second per process:
+    the first message of a burst pays the hop to that thread, the others go straight on."""
+    global _tidied_at
+    now = time.monotonic()
+    if now - _tidied_at < TIDY_SECONDS:
+        return
+    _tidied_at = now
+    await aclose_old_connections()
+
+
+class TidyDispatch:
+    """For Channels consumers. Channels hops to its one shared ORM thread before *every*
+    message a consumer handles, to close that thread's old connections: 64 messages sent at
+    once wait in line for that thread before any is looked at. This does it once a second
+    (`tidy_shared_connections`); the consumers' own ORM calls (`database_sync_to_async`,
+    `parallel_db`) tidy their thread around each call anyway."""
+
+    async def dispatch(self, message: dict) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await tidy_shared_connections()
+        await handler(message)

@@ -18,6 +18,7 @@ import uuid
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from claudeapp.dbthreads import TidyDispatch
 from claudeapp.replies import (
     FragmentOrder,
     ReplyStatus,
@@ -67,7 +68,7 @@ def _missed(
     return found, str(newest) if newest else None
 
 
-class ConversationConsumer(AsyncWebsocketConsumer):
+class ConversationConsumer(TidyDispatch, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:

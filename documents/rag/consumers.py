@@ -12,6 +12,7 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from claudeapp.dbthreads import TidyDispatch
 from claudeapp.replies import (
     FragmentOrder,
     ReplyStatus,
@@ -45,7 +46,7 @@ def _reload(query_id: int) -> tuple[RagQuery | None, str]:
     return query, html
 
 
-class RagAnswerConsumer(AsyncWebsocketConsumer):
+class RagAnswerConsumer(TidyDispatch, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
