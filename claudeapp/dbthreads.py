@@ -72,8 +72,10 @@ class TidyDispatch:
     """For Channels consumers. Channels hops to its one shared ORM thread before *every*
     message a consumer handles, to close that thread's old connections: 64 messages sent at
     once wait in line for that thread before any is looked at. This does it once a second
-    (`tidy_shared_connections`); the consumers' own ORM calls (`database_sync_to_async`,
-    `parallel_db`) tidy their thread around each call anyway."""
+    (`tidy_shared_connections`). The consumers' own ORM calls go through
+    `database_sync_to_async` or `parallel_db`, which tidy their thread around each call; the
+    shared thread's other users (the door's ledger writes) get this once-a-second tidy, as
+    they got the per-message one before."""
 
     async def dispatch(self, message: dict) -> None:
         handler = getattr(self, get_handler_name(message), None)
