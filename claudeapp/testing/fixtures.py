@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -75,6 +76,20 @@ def asgi_server_factory(django_db_setup) -> Iterator[Callable[..., AsgiServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def rpm_window() -> Callable[[float], None]:
+    """`rpm_window(seconds)`: wait, when need be, until the current calendar minute (the
+    requests-per-minute limits' window) has `seconds` left, so that a test counting requests
+    does not see its count reset halfway."""
+
+    def wait(seconds: float = 5.0) -> None:
+        left = 60 - time.time() % 60
+        if left < seconds:
+            time.sleep(left + 0.05)
+
+    return wait
 
 
 @pytest.fixture

@@ -27,8 +27,9 @@ def spent(**kw) -> Decimal:
     return Limits().spent(get_redis(), **kw)
 
 
-def test_per_user_requests_per_minute(door, emu, settings, user, other_user):
+def test_per_user_requests_per_minute(door, emu, settings, user, other_user, rpm_window):
     settings.CLAUDE_USER_RPM = 2
+    rpm_window(5)
     ctx = CallContext("chat", user.pk)
     door.create(ctx, messages=HI, max_tokens=5)
     door.create(ctx, messages=HI, max_tokens=5)
@@ -43,8 +44,9 @@ def test_per_user_requests_per_minute(door, emu, settings, user, other_user):
     assert (refused.user_id, refused.attempts) == (user.pk, 0)
 
 
-def test_site_wide_requests_per_minute(door, emu, settings, user, other_user):
+def test_site_wide_requests_per_minute(door, emu, settings, user, other_user, rpm_window):
     settings.CLAUDE_GLOBAL_RPM = 1
+    rpm_window(5)
     door.create(CallContext("chat", user.pk), messages=HI, max_tokens=5)
     with pytest.raises(RateLimited):
         door.create(CallContext("chat", other_user.pk), messages=HI, max_tokens=5)
@@ -146,8 +148,9 @@ def test_spend_counters_can_be_rebuilt_from_the_ledger(door, emu, user):
     )
 
 
-def test_a_feature_can_set_its_own_per_user_rate(door, emu, settings, user):
+def test_a_feature_can_set_its_own_per_user_rate(door, emu, settings, user, rpm_window):
     settings.CLAUDE_USER_RPM = 1
+    rpm_window(5)
     settings.CLAUDE_FEATURES = {**settings.CLAUDE_FEATURES, "bulk": {"user_rpm": 0}}
     for _ in range(3):
         door.create(CallContext("bulk", user.pk), messages=HI, max_tokens=5)

@@ -140,8 +140,9 @@ def test_async_on_response_is_called_once_per_answered_attempt(door, emu):
     assert UsageRecord.objects.get().attempts == 2
 
 
-def test_async_on_response_is_not_called_for_a_refused_call(door, emu, settings, user):
+def test_async_on_response_is_not_called_for_a_refused_call(door, emu, settings, user, rpm_window):
     settings.CLAUDE_USER_RPM = 1
+    rpm_window(5)
     ctx = CallContext("chat", user.pk, ("conversations.message", 43))
     answered: list[bool] = []
 

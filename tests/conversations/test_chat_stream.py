@@ -291,7 +291,7 @@ def test_a_tab_on_another_web_process_follows_the_reply_live(
 
 @live
 def test_the_request_goes_out_before_the_announcement_which_never_waits_in_vain(
-    asgi_server_factory, emulator_clean, make_conversation, chat_socket
+    asgi_server_factory, emulator_clean, make_conversation, chat_socket, rpm_window
 ):
     # The announcement (and the rows) wait for Claude to answer the request, up to
     # CHAT_ANNOUNCE_WAIT_MS: here 20 s, so only the answer, or the end of a call refused
@@ -300,6 +300,7 @@ def test_the_request_goes_out_before_the_announcement_which_never_waits_in_vain(
     emulator_clean.config(ttft_ms=300, tokens_per_second=50)
     conversation = make_conversation()
     chat = chat_socket(conversation, server=server)
+    rpm_window(20)  # both messages in one minute: the second is over the rate
     sent = chat.send_message("Announce me once the request is answered")
     start = chat.until(lambda f: 'data-status="streaming"' in f.html, timeout=5)
     assert start.at - sent < 5
