@@ -90,7 +90,6 @@ class ConversationConsumer(TidyDispatch, AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await reply_listen(self.group, self.local.put_nowait)
         await self.accept()
-        self.warming = asyncio.ensure_future(services.door_ready())  # first socket of a process
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):

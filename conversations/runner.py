@@ -232,11 +232,10 @@ class ChatRun:
                 started=self.started,
             )
         )
-        # The request goes out first; the announcement and the rows follow once it is answered
-        # (or after CHAT_ANNOUNCE_WAIT_MS): in a burst of messages, every request is on the
-        # wire before any of the bookkeeping competes with them for the event loop.
-        # Until Claude answers, the stream ends (a refusal, an error before any answer) or
-        # CHAT_ANNOUNCE_WAIT_MS pass, whichever comes first.
+        # The request goes out first; the announcement and the rows follow once Claude answers
+        # it, the stream ends (a refusal, an error before any answer) or CHAT_ANNOUNCE_WAIT_MS
+        # pass, whichever is first: in a burst of messages every request is on the wire before
+        # any of the bookkeeping competes with them for the event loop.
         request_out = asyncio.ensure_future(
             until_first(responded.wait(), stream, timeout=settings.CHAT_ANNOUNCE_WAIT_MS / 1000)
         )

@@ -7,7 +7,6 @@ first fragment writes to the database: the rows are written while the request is
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import uuid
@@ -519,31 +518,6 @@ async def build_request(
     )
 
 
-# --- the door, built off the event loop -----------------------------------------------------------
-
-_door_built: asyncio.Future | None = None
-
-
-async def door_ready() -> None:
-    """Build the process's door once, in a thread: it imports the SDK, which takes seconds, and
-    a web process must not stall every socket meanwhile. Sockets start it when they connect."""
-    global _door_built
-    if _door_built is None:
-        _door_built = asyncio.ensure_future(asyncio.to_thread(_build_door))
-    await asyncio.shield(_door_built)
-
-
-def _build_door() -> None:
-    global _door_built
-    from claudeapp.claude import get_door
-
-    try:
-        get_door()
-    except Exception:
-        # Not configured: each reply fails with the door's own words; try again next time.
-        _door_built = None
-
-
 # --- starting replies (async: the socket) --------------------------------------------------------
 
 
@@ -564,7 +538,6 @@ async def conversation_send(*, user, conversation_id: object, content: object) -
     from conversations.runner import ChatRun
 
     text = _validate_content(content)
-    await door_ready()
     assistant_id = uuid.uuid4()
     reply_key = reply_key_for(MESSAGE_LABEL, assistant_id)
     version = await conversation_lock_acquire(conversation_id, reply_key)
@@ -610,7 +583,6 @@ async def _rerun(*, user, conversation_id: object, message_id: object, mode: str
     except ValueError:
         raise ChatError("That reply no longer exists.") from None
     reply_key = reply_key_for(MESSAGE_LABEL, assistant_id)
-    await door_ready()
     version = await conversation_lock_acquire(conversation_id, reply_key)
     if version is None:
         raise ChatError("Claude is still answering. Wait for the reply or stop it first.")

@@ -97,9 +97,10 @@ def get_door() -> Door:
 
 
 def prepare() -> None:
-    """Import the SDK and build the door now, as a web process starts: the import alone takes
-    about two seconds on a small host, which the first reply of each process would otherwise
-    wait for. Nothing to build while Claude is not configured (the checks say so)."""
+    """Import the SDK and build the door now, as a web process starts (`claudeapp.asgi`): the
+    import alone takes about two seconds on a small host, which would otherwise stall the
+    process's event loop in its first reply. Nothing to build while Claude is not configured
+    (the checks say so; each reply then fails in those words)."""
     from claudeapp.claude.errors import ClaudeNotConfigured
 
     try:

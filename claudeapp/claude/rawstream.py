@@ -14,6 +14,7 @@ layers: 61 -> 54 us of CPU per event with 200 streams at once on this machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -98,15 +99,16 @@ async def aiter_events(client: Any, response: Any) -> AsyncIterator[dict]:
     http = response.http_response
     sse = SSEBuffer()
     native = getattr(http.stream, "_aiohttp_response", None)
+    chunks: AsyncIterator[bytes]
+    errors: contextlib.AbstractContextManager
     if native is not None and not http.headers.get("content-encoding"):
         from anthropic._vendor.httpx_aiohttp.transport import map_aiohttp_exceptions
 
-        with map_aiohttp_exceptions():
-            async for chunk in native.content.iter_any():
-                for event in _events(client, http, sse.feed(chunk)):
-                    yield event
+        chunks, errors = native.content.iter_any(), map_aiohttp_exceptions()
     else:
-        async for chunk in http.aiter_bytes():
+        chunks, errors = http.aiter_bytes(), contextlib.nullcontext()
+    with errors:
+        async for chunk in chunks:
             for event in _events(client, http, sse.feed(chunk)):
                 yield event
     for event in _events(client, http, sse.close()):
