@@ -6,7 +6,10 @@ the DOM id its page shows it under (``reply_dom_id``). Its runner reads the door
 with :func:`stream_reply`, which feeds a :class:`ReplyPublisher`; the publisher
 
 - keeps the text so far in Redis under the reply key (a snapshot with its ``seq``), so a socket
-  that joins mid-reply shows the text so far and then newer deltas;
+  that joins mid-reply shows the text so far and then newer deltas (a socket of the runner's
+  own process reads it from the publisher's memory: the Redis copy is written after the
+  fragment went out, the writes of every reply on the event loop in one pipeline,
+  :class:`SnapshotWrites`);
 - publishes ``reply.start``, then ``reply.delta {reply_key, seq, html}`` (the first at once,
   then coalesced every ``REPLY_COALESCE_MS``), then, once the runner has stored the final row,
   ``reply.done {reply_key, status, html}``;
@@ -39,6 +42,7 @@ import contextlib
 import dataclasses
 import datetime
 import html as html_lib
+import itertools
 import logging
 import time
 import uuid
@@ -54,6 +58,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import NoScriptError
 
 from claudeapp.dbthreads import parallel_db
 from claudeapp.redis import get_async_redis, get_redis, key
@@ -231,8 +236,9 @@ class Snapshot:
         )
 
 
-# One round trip per fragment: append to the snapshot, read the Stop flag, and say whether a
-# socket on another process listens to the reply's group (else the channel layer is skipped).
+# One script per snapshot write (a fragment, or the fragments made while the reply's previous
+# write was in flight): append to the snapshot, read the Stop flag, and say whether a socket on
+# another process listens to the reply's group (else the channel layer is skipped).
 _UPDATE_SNAPSHOT = """
 redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'committed', ARGV[5])
 if #ARGV[2] > 0 then
@@ -251,7 +257,88 @@ return {redis.call('EXISTS', KEYS[2]), redis.call('HGETALL', KEYS[3])}
 """
 
 
+class SnapshotWrites:
+    """The fragments' snapshot scripts of every reply on one event loop, sent to Redis together.
+
+    Each fragment's script is one round trip; a web process streaming a hundred replies makes
+    a thousand a second, and the round trips (a write and a read on the socket each, and the
+    client's per-call work) were a third of its event loop's time. Calls made during one pass
+    of the loop go out as one pipeline at the end of that pass; calls made while it is in
+    flight go out in the next, so batches grow with the load and a lone reply waits for no
+    one. A reply's own calls stay in order: its publisher awaits each before the next.
+    """
+
+    _by_loop: ClassVar[dict[asyncio.AbstractEventLoop, SnapshotWrites]] = {}
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.redis = get_async_redis()
+        self.script = self.redis.register_script(_UPDATE_SNAPSHOT)
+        self.queue: list[tuple[list[str], list, asyncio.Future]] = []
+        self.flushing = False
+
+    @classmethod
+    def for_loop(cls) -> SnapshotWrites:
+        loop = asyncio.get_running_loop()
+        writes = cls._by_loop.get(loop)
+        if writes is None:
+            for stale in [other for other in cls._by_loop if other.is_closed()]:
+                del cls._by_loop[stale]
+            writes = cls._by_loop[loop] = cls(loop)
+        return writes
+
+    def run(self, keys: list[str], args: list) -> asyncio.Future:
+        """The script's result for one fragment: (stop flag, the group's listeners)."""
+        future = self.loop.create_future()
+        self.queue.append((keys, args, future))
+        if not self.flushing:
+            self.flushing = True
+            self.loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        batch, self.queue = self.queue, []
+        task = self.loop.create_task(self._send(batch))
+        task.add_done_callback(self._sent)
+
+    def _sent(self, _task: asyncio.Task) -> None:
+        if self.queue:
+            self._flush()
+        else:
+            self.flushing = False
+
+    async def _send(self, batch: list[tuple[list[str], list, asyncio.Future]]) -> None:
+        try:
+            if len(batch) == 1:
+                keys, args, future = batch[0]
+                results: list[Any] = [await self.script(keys=keys, args=args)]
+            else:
+                sha = self.script.sha
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for keys, args, _ in batch:
+                        pipe.evalsha(sha, len(keys), *keys, *args)
+                    results = await pipe.execute(raise_on_error=False)
+                for i, result in enumerate(results):
+                    if isinstance(result, NoScriptError):  # Redis restarted: load it again
+                        keys, args, _ = batch[i]
+                        results[i] = await self.script(keys=keys, args=args)
+        except Exception as exc:
+            results = [exc] * len(batch)
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
 async def reply_snapshot(reply_key: str) -> Snapshot | None:
+    """What the reply has said so far: from its publisher when it runs in this process (exact:
+    the Redis copy is written after this process's sockets got the fragment), else Redis."""
+    publisher = _local_publishers.get(reply_key)
+    if publisher is not None and publisher.started:
+        return publisher.snapshot()
     return Snapshot.from_redis(await get_async_redis().hgetall(snapshot_key(reply_key)))
 
 
@@ -259,17 +346,18 @@ def reply_snapshot_sync(reply_key: str) -> Snapshot | None:
     return Snapshot.from_redis(get_redis().hgetall(snapshot_key(reply_key)))
 
 
-# Runners of this process, by reply key: a Stop from a socket on this process reaches its
-# runner at once; from another process it arrives through the Redis flag.
-_local_stop_events: dict[str, asyncio.Event] = {}
+# Publishers of this process, by reply key: a Stop from a socket on this process reaches its
+# runner at once (from another process it arrives through the Redis flag), and a socket of
+# this process that joins mid-reply reads the text so far from memory.
+_local_publishers: dict[str, ReplyPublisher] = {}
 
 
 async def reply_request_stop(reply_key: str) -> None:
     """Ask the reply's runner, wherever it runs, to stop (it keeps the partial text)."""
     await get_async_redis().set(stop_key(reply_key), "1", ex=settings.REPLY_SNAPSHOT_TTL)
-    event = _local_stop_events.get(reply_key)
-    if event is not None:
-        event.set()
+    publisher = _local_publishers.get(reply_key)
+    if publisher is not None:
+        publisher.stop_requested.set()
 
 
 def reply_request_stop_sync(reply_key: str) -> None:
@@ -442,6 +530,12 @@ class LocalGroups:
 
 # This process, as the `listeners:<group>` hashes name it.
 PROCESS_ID = uuid.uuid4().hex
+_event_numbers = itertools.count(1)
+
+
+def new_event_id() -> str:
+    """Unique across processes (this process's id and a counter), without a uuid4 per event."""
+    return f"{PROCESS_ID}.{next(_event_numbers)}"
 
 
 def listeners_key(group: str) -> str:
@@ -493,7 +587,8 @@ async def publish(
     """Send a reply event to every socket of ``group``: this process's at once, then all of
     them through the channel layer (duplicates are dropped by ``event_id``); ``layer=False``
     when no socket of the group is on another process (`remote_listeners`)."""
-    event.setdefault("event_id", uuid.uuid4().hex)
+    if "event_id" not in event:
+        event["event_id"] = new_event_id()
     LocalGroups.deliver(group, event)
     if layer:
         await (channel_layer or get_channel_layer()).group_send(group, event)
@@ -552,8 +647,10 @@ class ReplyPublisher:
         self._closing = asyncio.Event()
         self.stop_requested = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._io: asyncio.Future | None = None  # the last fragment's snapshot and forwarding
-        self._script = self.redis.register_script(_UPDATE_SNAPSHOT)
+        self._io: asyncio.Future | None = None  # the fragments' snapshot writes and forwarding
+        self._unstored: list[tuple[str, str, str, int, dict]] = []
+        self._blocks: list[str] = []  # the rendered Markdown published so far, in pieces
+        self.started = False  # the snapshot is written and the run announced
         self._keys = [snapshot_key(reply_key), stop_key(reply_key), listeners_key(group)]
         self.remote_listeners = True  # until the first fragment's round trip says otherwise
 
@@ -598,7 +695,7 @@ class ReplyPublisher:
             self._run(start_html=start_html, blocks=blocks, after=after, clear_stop=clear_stop),
             name=f"publisher {self.reply_key}",
         )
-        _local_stop_events[self.reply_key] = self.stop_requested
+        _local_publishers[self.reply_key] = self
 
     async def _init(self, *, start_html: str, blocks: str, clear_stop: bool) -> None:
         snap, stop, listeners = self._keys
@@ -619,6 +716,8 @@ class ReplyPublisher:
             pipe.expire(snap, self.ttl)
             pipe.hgetall(listeners)
             *_, found = await pipe.execute()
+        self._blocks = [blocks]
+        self.started = True
         self.remote_listeners = remote_listeners(found)
         await publish(
             self.group,
@@ -686,6 +785,7 @@ class ReplyPublisher:
         tail = None
         if committed > before:
             blocks = self.render_markdown(self.text[before:committed])
+            self._blocks.append(blocks)
             tail = self.text[committed:]
         self.seq += 1
         seq = self.seq
@@ -695,7 +795,7 @@ class ReplyPublisher:
             "reply_key": self.reply_key,
             "seq": seq,
             "html": html,
-            "event_id": uuid.uuid4().hex,
+            "event_id": new_event_id(),
         }
         # This process's sockets first (no round trip). The snapshot and, only after it, the
         # group (a socket that joins after reading the snapshot still gets every later delta)
@@ -704,25 +804,48 @@ class ReplyPublisher:
         self.frames += 1
         if self.first_fragment_at is None:
             self.first_fragment_at = time.monotonic()
-        args = [seq, text, thinking, blocks, committed, self.ttl]
-        self._io = asyncio.ensure_future(self._store_and_forward(self._io, args, event))
+        self._unstored.append((text, thinking, blocks, committed, event))
+        if self._io is None or self._io.done():
+            self._io = asyncio.ensure_future(self._store_and_forward())
 
-    async def _store_and_forward(
-        self, previous: asyncio.Future | None, args: list, event: dict
-    ) -> None:
-        if previous is not None:
-            with contextlib.suppress(Exception):
-                await previous
-        try:
-            stop, listeners = await self._script(keys=self._keys, args=args)
-            remote = self.remote_listeners = remote_listeners(listeners)
-            if remote:
-                await self.layer.group_send(self.group, event)
-            if stop:
-                self.stop_requested.set()
-        except Exception:
-            # A fragment lost to a Redis hiccup is repaired by the final replacement.
-            log.exception("reply %s: could not store or forward a fragment", self.reply_key)
+    def snapshot(self) -> Snapshot:
+        """What this run has published so far (as of the last fragment sent to the sockets)."""
+        return Snapshot(
+            seq=self.seq,
+            status=ReplyStatus.STREAMING,
+            dom=self.dom,
+            text=self.text,
+            committed=self._splitter.committed,
+            blocks="".join(self._blocks),
+            thinking=self.thinking,
+        )
+
+    async def _store_and_forward(self) -> None:
+        """Snapshot writes, then the layer's copies, until none is left: fragments made while
+        a write is in flight go together in the next one (one write, their events in order),
+        so a slow Redis never builds a queue the end of the reply has to wait for."""
+        while self._unstored:
+            batch, self._unstored = self._unstored, []
+            *_, committed, last = batch[-1]
+            args = [
+                last["seq"],
+                "".join(b[0] for b in batch),
+                "".join(b[1] for b in batch),
+                "".join(b[2] for b in batch),
+                committed,
+                self.ttl,
+            ]
+            try:
+                stop, listeners = await SnapshotWrites.for_loop().run(self._keys, args)
+                remote = self.remote_listeners = remote_listeners(listeners)
+                if remote:
+                    for *_, event in batch:
+                        await self.layer.group_send(self.group, event)
+                if stop:
+                    self.stop_requested.set()
+            except Exception:
+                # Fragments lost to a Redis hiccup are repaired by the final replacement.
+                log.exception("reply %s: could not store or forward a fragment", self.reply_key)
 
     async def finish(self) -> None:
         """Publish what is pending at once and stop the loop."""
@@ -742,7 +865,8 @@ class ReplyPublisher:
         (e.g. releasing what the run held) runs during the snapshot's last write, and has
         finished before the announcement."""
         await self.finish()
-        _local_stop_events.pop(self.reply_key, None)
+        if _local_publishers.get(self.reply_key) is self:
+            _local_publishers.pop(self.reply_key)
 
         async def close_snapshot() -> bool:
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -770,7 +894,8 @@ class ReplyPublisher:
 
     def abandon(self) -> None:
         """Forget the local stop event (the run ended without ``done``)."""
-        _local_stop_events.pop(self.reply_key, None)
+        if _local_publishers.get(self.reply_key) is self:
+            _local_publishers.pop(self.reply_key)
         if self._task is not None and not self._task.done():
             self._task.cancel()
 

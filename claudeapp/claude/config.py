@@ -2,11 +2,12 @@
 
 Loaded in one go, kept for `CLAUDE_CONFIG_CACHE_SECONDS`, and dropped at once in the process that
 saves or deletes a row (other processes see the change within the TTL). The hot path reads only
-this snapshot: no query per call.
+this snapshot: no query per call, and one re-read per process when it ages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -171,6 +172,7 @@ def _load() -> DoorConfig:
 
 _lock = threading.Lock()
 _current: DoorConfig | None = None
+_generation = 0
 
 
 def _fresh(config: DoorConfig | None) -> bool:
@@ -186,23 +188,42 @@ def get_config() -> DoorConfig:
     if _fresh(config):
         return config  # type: ignore[return-value]
     with _lock:
-        if not _fresh(_current):
-            _current = _load()
-        return _current  # type: ignore[return-value]
+        if _fresh(_current):
+            return _current  # type: ignore[return-value]
+        generation = _generation
+        config = _load()
+        if generation == _generation:  # not invalidated while it was read
+            _current = config
+        return config
+
+
+_refresh: asyncio.Task | None = None
 
 
 async def aget_config() -> DoorConfig:
+    """The registry for asyncio code. When the copy is too old (or was dropped after a change),
+    every caller waits for the same one re-read: a burst of calls as it ages does not queue a
+    hundred reloads on the ORM thread."""
+    global _refresh
     config = _current
     if _fresh(config):
         return config  # type: ignore[return-value]
-    # The thread of the caller's other ORM calls: rare (the copy is cached), and a test's
-    # uncommitted registry change stays visible to it.
-    return await sync_to_async(get_config, thread_sensitive=True)()
+    loop = asyncio.get_running_loop()
+    task = _refresh
+    if task is None or task.done() or task.get_loop() is not loop:
+        # The thread of the caller's other ORM calls: a test's uncommitted registry change
+        # stays visible to it.
+        task = _refresh = loop.create_task(sync_to_async(get_config, thread_sensitive=True)())
+        # Its callers get its error; retrieved here too in case they were all cancelled.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(task)
 
 
 def invalidate(**_: object) -> None:
-    global _current
+    global _current, _refresh, _generation
+    _generation += 1
     _current = None
+    _refresh = None  # a re-read begun before the change is not waited for
 
 
 def _setting_changed(*, setting: str, **_: object) -> None:
