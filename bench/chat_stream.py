@@ -226,7 +226,10 @@ async def part_a(args, server, cookie, conversations) -> None:
     direct = Direct(args.emulator_url)
     sdk, chat, pairs = [], [], []
     warmup = 10
+    web_cpu = 0.0
     for i in range(args.n + warmup):
+        if i == warmup:
+            web_cpu = cpu_seconds(server.pid)
         prompt = f"Bench question {i}: what is the capital of France?"
         d = await direct.first_text(prompt, 16)
         run = await ChatRun(server.ws_url, server.url, cookie, conversations[i]).run(prompt)
@@ -247,6 +250,9 @@ async def part_a(args, server, cookie, conversations) -> None:
           "   (difference of the percentiles; target p50 <= 4, p95 <= 10)")  # fmt: skip
     print(f"    paired difference : p50 {percentile(pairs, 50) * ms:7.2f} ms   "
           f"p95 {percentile(pairs, 95) * ms:7.2f} ms")  # fmt: skip
+    web_cpu = cpu_seconds(server.pid) - web_cpu
+    print(f"    web CPU per reply : {web_cpu / len(pairs) * ms:7.2f} ms   (16-token replies, "
+          "send to stored, rendered and announced)")  # fmt: skip
     await direct.client.close()
 
 

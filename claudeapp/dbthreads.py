@@ -16,12 +16,15 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
-from channels.db import aclose_old_connections, database_sync_to_async
+from channels.db import aclose_old_connections
 from django.conf import settings
+from django.db import close_old_connections, connections
 
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
+_pool_thread = threading.local()
 
 
 def db_executor() -> ThreadPoolExecutor:
@@ -38,10 +41,34 @@ def db_executor() -> ThreadPoolExecutor:
 
 def parallel_db(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     """``function`` (ORM work) as a coroutine run on the pool, with a database connection of
-    its thread's own: many calls can run at once. Use it for self-contained work only."""
+    its thread's own: many calls can run at once. Use it for self-contained work only.
+
+    Django's connection hygiene (`close_old_connections`: past CONN_MAX_AGE, broken, due a
+    health check) runs before a call at most once a second per thread, and always after a
+    call that raised: run before every call, it cost a `SELECT 1` health check each time.
+    Without persistent connections (CONN_MAX_AGE 0) each call opens and closes its own, as a
+    request would."""
+
+    def tidied(*args: Any, **kwargs: Any) -> Any:
+        persistent = connections["default"].settings_dict.get("CONN_MAX_AGE") != 0
+        now = time.monotonic()
+        if (
+            not persistent
+            or now - getattr(_pool_thread, "tidied_at", -TIDY_SECONDS) >= TIDY_SECONDS
+        ):
+            close_old_connections()
+            _pool_thread.tidied_at = now
+        try:
+            return function(*args, **kwargs)
+        except Exception:
+            _pool_thread.tidied_at = -TIDY_SECONDS  # the connection may be broken: check it first
+            raise
+        finally:
+            if not persistent:
+                close_old_connections()
 
     async def call(*args: Any, **kwargs: Any) -> Any:
-        runner = database_sync_to_async(function, thread_sensitive=False, executor=db_executor())
+        runner = sync_to_async(tidied, thread_sensitive=False, executor=db_executor())
         return await runner(*args, **kwargs)
 
     call.__name__ = getattr(function, "__name__", "parallel_db")
@@ -73,7 +100,7 @@ class TidyDispatch:
     message a consumer handles, to close that thread's old connections: 64 messages sent at
     once wait in line for that thread before any is looked at. This does it once a second
     (`tidy_shared_connections`). The consumers' own ORM calls go through
-    `database_sync_to_async` or `parallel_db`, which tidy their thread around each call; the
+    `database_sync_to_async` (tidied around each call) or `parallel_db` (once a second); the
     shared thread's other users (the door's ledger writes) get this once-a-second tidy, as
     they got the per-message one before."""
 

@@ -650,7 +650,7 @@ class ReplyPublisher:
         self._io: asyncio.Future | None = None  # the fragments' snapshot writes and forwarding
         self._unstored: list[tuple[str, str, str, int, dict]] = []
         self._blocks: list[str] = []  # the rendered Markdown published so far, in pieces
-        self.started = False  # the snapshot is written and the run announced
+        self.started = False  # the run is announced
         self._keys = [snapshot_key(reply_key), stop_key(reply_key), listeners_key(group)]
         self.remote_listeners = True  # until the first fragment's round trip says otherwise
 
@@ -697,34 +697,47 @@ class ReplyPublisher:
         )
         _local_publishers[self.reply_key] = self
 
-    async def _init(self, *, start_html: str, blocks: str, clear_stop: bool) -> None:
-        snap, stop, listeners = self._keys
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*((snap, stop) if clear_stop else (snap,)))
-            pipe.hset(
-                snap,
-                mapping={
-                    "seq": 0,
-                    "status": ReplyStatus.STREAMING,
-                    "dom": self.dom,
-                    "text": self.text,
-                    "committed": self._splitter.committed,
-                    "blocks": blocks,
-                    "thinking": self.thinking,
-                },
-            )
-            pipe.expire(snap, self.ttl)
-            pipe.hgetall(listeners)
-            *_, found = await pipe.execute()
+    def _init(self, *, start_html: str, blocks: str, clear_stop: bool) -> None:
+        """Announce the run (``reply.start``) to this process's sockets at once; reset the
+        snapshot in Redis and announce it through the layer (when a socket of the group may
+        be on another process) in the background, ahead of every fragment's write: the first
+        fragment waits for no round trip."""
         self._blocks = [blocks]
         self.started = True
-        self.remote_listeners = remote_listeners(found)
-        await publish(
-            self.group,
-            {"type": "reply.start", "reply_key": self.reply_key, "seq": 0, "html": start_html},
-            channel_layer=self.layer,
-            layer=self.remote_listeners,
-        )
+        event = {
+            "type": "reply.start",
+            "reply_key": self.reply_key,
+            "seq": 0,
+            "html": start_html,
+            "event_id": new_event_id(),
+        }
+        snapshot = {
+            "seq": 0,
+            "status": ReplyStatus.STREAMING,
+            "dom": self.dom,
+            "text": self.text,
+            "committed": self._splitter.committed,
+            "blocks": blocks,
+            "thinking": self.thinking,
+        }
+        LocalGroups.deliver(self.group, event)
+        self._io = asyncio.ensure_future(self._reset_snapshot(snapshot, event, clear_stop))
+
+    async def _reset_snapshot(self, snapshot: dict, event: dict, clear_stop: bool) -> None:
+        snap, stop, listeners = self._keys
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(*((snap, stop) if clear_stop else (snap,)))
+                pipe.hset(snap, mapping=snapshot)
+                pipe.expire(snap, self.ttl)
+                pipe.hgetall(listeners)
+                *_, found = await pipe.execute()
+            self.remote_listeners = remote_listeners(found)
+            if self.remote_listeners:
+                await self.layer.group_send(self.group, event)
+        except Exception:
+            log.exception("reply %s: could not reset its snapshot", self.reply_key)
+        await self._store_and_forward()  # the fragments made meanwhile
 
     async def _run(
         self,
@@ -739,7 +752,7 @@ class ReplyPublisher:
                 # ... or once the stream has ended (`finish`), whichever is first.
                 await until_first(after, self._closing.wait())
             html = start_html() if callable(start_html) else start_html
-            await self._init(start_html=html, blocks=blocks, clear_stop=clear_stop)
+            self._init(start_html=html, blocks=blocks, clear_stop=clear_stop)
         except Exception:
             log.exception("reply %s: could not start publishing", self.reply_key)
         while True:

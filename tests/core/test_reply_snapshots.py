@@ -141,6 +141,7 @@ def test_fragments_made_during_a_write_are_stored_together_and_forwarded_in_orde
         await publisher.start(start_html="<p>start</p>")
         while not publisher.started:
             await asyncio.sleep(0.001)
+        await publisher._io  # the snapshot's reset in Redis (the local start went at once)
         writes = SnapshotWrites.for_loop()
         calls: list[list] = []
         real_run = writes.run
@@ -186,3 +187,38 @@ def listeners_key_of(group: str) -> str:
     from claudeapp.replies import listeners_key
 
     return listeners_key(group)
+
+
+def test_the_start_and_first_fragment_reach_local_sockets_before_redis_and_are_stored_after_it():
+    from claudeapp.replies import LocalGroups
+
+    reply_key = f"test.reply:{uuid.uuid4()}"
+    group = f"test-group-{uuid.uuid4().hex}"
+
+    async def run() -> list:
+        got: list[dict] = []
+        LocalGroups.add(group, got.append)
+        publisher = ReplyPublisher(
+            reply_key=reply_key, group=group, dom="m-y", render_markdown=lambda t: t,
+            interval=10.0, channel_layer=RecordingLayer(),
+        )  # fmt: skip
+        await publisher.start(start_html="<p>start</p>")
+        while not publisher.started:
+            await asyncio.sleep(0)
+        reset = publisher._io
+        publisher.add_text("Hello")
+        await publisher._publish()
+        # Both went to this process's socket while the snapshot's reset was still in flight.
+        seen = [(e["type"], e.get("seq")) for e in got]
+        pending = not reset.done()
+        await publisher.finish()
+        stored = await _snapshot_in_redis(reply_key)
+        await publisher.done(status="complete", html="")
+        LocalGroups.discard(group, got.append)
+        await get_async_redis().delete(*_keys(reply_key))
+        return [seen, pending, stored]
+
+    seen, pending, stored = asyncio.run(run())
+    assert seen == [("reply.start", 0), ("reply.delta", 1)] and pending
+    # The reset went first and the fragment's write after it: nothing was wiped.
+    assert (stored.seq, stored.text) == (1, "Hello")
