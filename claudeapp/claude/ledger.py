@@ -6,6 +6,8 @@ caller paid for.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
@@ -155,10 +157,30 @@ def _insert(values: dict[str, Any]) -> None:
     """INSERT one row with SQL prepared once per connection: the ORM's per-save query
     compilation was most of the ledger's cost on the hot path. Values go through each field's
     own `get_db_prep_save`, exactly as `Model.save()` would send them; no signals are sent."""
+    _insert_many([values])
+
+
+def _insert_many(rows: list[dict[str, Any]]) -> None:
+    """`_insert` for several rows: rows with the same fields go in one `executemany`."""
     from claudeapp.models import UsageRecord
 
     connection = connections[router.db_for_write(UsageRecord)]
-    names = tuple(values)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for values in rows:
+        groups.setdefault(tuple(values), []).append(values)
+    with connection.cursor() as cursor:
+        for names, group in groups.items():
+            sql, fields = _insert_statement(connection, names)
+            params = [[f.get_db_prep_save(v[f.attname], connection) for f in fields] for v in group]
+            if len(params) == 1:
+                cursor.execute(sql, params[0])
+            else:
+                cursor.executemany(sql, params)
+
+
+def _insert_statement(connection: Any, names: tuple[str, ...]) -> tuple[str, list[Any]]:
+    from claudeapp.models import UsageRecord
+
     cached = _insert_sql.get((connection.alias, names))
     if cached is None:
         by_attname = {f.attname: f for f in UsageRecord._meta.concrete_fields}
@@ -170,10 +192,7 @@ def _insert(values: dict[str, Any]) -> None:
         sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
         cached = (sql, fields)
         _insert_sql[(connection.alias, names)] = cached
-    sql, fields = cached
-    params = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return cached
 
 
 def save(entry: Entry) -> None:
@@ -191,12 +210,98 @@ async def asave(entry: Entry) -> None:
     _observe(entry)
     _log(entry)
     try:
-        # The process's shared ORM thread: a test's (or a caller's) transaction sees the row.
-        await sync_to_async(_insert, thread_sensitive=True)(entry.fields())
+        await _LedgerWrites.for_loop().run(entry.fields())
     except Exception:
         log.exception(
             "ledger write failed", extra={**entry.log_fields(), "event": "claude.ledger_lost"}
         )
+
+
+class _LedgerWrites:
+    """The rows `asave` books on one event loop, inserted together.
+
+    They go through the process's shared ORM thread (a test's or a caller's transaction sees
+    them), one hop at a time: 200 replies ending within a second queued 100 hops there per
+    process, each its own round trip. Rows booked during one pass of the loop go in one hop
+    (one `executemany`), rows booked while it runs in the next one. If a batch fails, its
+    rows are inserted one by one, so one bad row loses no other.
+    """
+
+    _by_loop: dict[asyncio.AbstractEventLoop, _LedgerWrites] = {}
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: list[tuple[dict[str, Any], asyncio.Future]] = []
+        self.flushing = False
+
+    @classmethod
+    def for_loop(cls) -> _LedgerWrites:
+        loop = asyncio.get_running_loop()
+        writes = cls._by_loop.get(loop)
+        if writes is None:
+            for stale in [other for other in cls._by_loop if other.is_closed()]:
+                del cls._by_loop[stale]
+            writes = cls._by_loop[loop] = cls(loop)
+        return writes
+
+    def run(self, values: dict[str, Any]) -> asyncio.Future:
+        future = self.loop.create_future()
+        self.queue.append((values, future))
+        if not self.flushing:
+            self.flushing = True
+            self.loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        batch, self.queue = self.queue, []
+        # A context of its own: not that of the caller who happened to be first (an HTTP
+        # request's thread-sensitive context may end before the batch does).
+        task = self.loop.create_task(self._send(batch), context=contextvars.Context())
+        task.add_done_callback(self._sent)
+
+    def _sent(self, _task: asyncio.Task) -> None:
+        if self.queue:
+            self._flush()
+        else:
+            self.flushing = False
+
+    async def _send(self, batch: list[tuple[dict[str, Any], asyncio.Future]]) -> None:
+        results = await sync_to_async(_insert_batch, thread_sensitive=True)([v for v, _ in batch])
+        for (_, future), error in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+
+def _insert_batch(rows: list[dict[str, Any]]) -> list[Exception | None]:
+    """Insert `rows` (on the shared ORM thread): all together, else each alone."""
+    from claudeapp.models import UsageRecord
+
+    if len(rows) == 1:
+        try:
+            _insert(rows[0])
+            return [None]
+        except Exception as error:
+            return [error]
+    using = router.db_for_write(UsageRecord)
+    try:
+        with transaction.atomic(using=using):  # all or none: no row is inserted twice
+            _insert_many(rows)
+        return [None] * len(rows)
+    except Exception:
+        log.warning("ledger: a batch of %d rows failed, inserting them one by one", len(rows))
+    results: list[Exception | None] = []
+    for values in rows:
+        try:
+            with transaction.atomic(using=using):
+                _insert(values)
+            results.append(None)
+        except Exception as error:
+            results.append(error)
+    return results
 
 
 def book_batch_lines(entries: list[Entry]) -> list[Entry]:
