@@ -60,6 +60,7 @@ from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import NoScriptError
 
+from claudeapp.batching import LoopBatch
 from claudeapp.dbthreads import parallel_db
 from claudeapp.redis import get_async_redis, get_redis, key
 
@@ -257,80 +258,39 @@ return {redis.call('EXISTS', KEYS[2]), redis.call('HGETALL', KEYS[3])}
 """
 
 
-class SnapshotWrites:
-    """The fragments' snapshot scripts of every reply on one event loop, sent to Redis together.
+class SnapshotWrites(LoopBatch[tuple[list[str], list]]):
+    """The fragments' snapshot scripts of every reply on one event loop, sent to Redis together
+    (:class:`~claudeapp.batching.LoopBatch`): one pipeline per pass of the loop.
 
-    Each fragment's script is one round trip; a web process streaming a hundred replies makes
+    Each fragment's script was one round trip; a web process streaming a hundred replies made
     a thousand a second, and the round trips (a write and a read on the socket each, and the
-    client's per-call work) were a third of its event loop's time. Calls made during one pass
-    of the loop go out as one pipeline at the end of that pass; calls made while it is in
-    flight go out in the next, so batches grow with the load and a lone reply waits for no
-    one. A reply's own calls stay in order: its publisher awaits each before the next.
+    client's per-call work) were a third of its event loop's time. A reply's own writes stay
+    in order: its publisher awaits each before the next.
     """
 
-    _by_loop: ClassVar[dict[asyncio.AbstractEventLoop, SnapshotWrites]] = {}
-
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        super().__init__(loop)
         self.redis = get_async_redis()
         self.script = self.redis.register_script(_UPDATE_SNAPSHOT)
-        self.queue: list[tuple[list[str], list, asyncio.Future]] = []
-        self.flushing = False
-
-    @classmethod
-    def for_loop(cls) -> SnapshotWrites:
-        loop = asyncio.get_running_loop()
-        writes = cls._by_loop.get(loop)
-        if writes is None:
-            for stale in [other for other in cls._by_loop if other.is_closed()]:
-                del cls._by_loop[stale]
-            writes = cls._by_loop[loop] = cls(loop)
-        return writes
 
     def run(self, keys: list[str], args: list) -> asyncio.Future:
         """The script's result for one fragment: (stop flag, the group's listeners)."""
-        future = self.loop.create_future()
-        self.queue.append((keys, args, future))
-        if not self.flushing:
-            self.flushing = True
-            self.loop.call_soon(self._flush)
-        return future
+        return self.submit((keys, args))
 
-    def _flush(self) -> None:
-        batch, self.queue = self.queue, []
-        task = self.loop.create_task(self._send(batch))
-        task.add_done_callback(self._sent)
-
-    def _sent(self, _task: asyncio.Task) -> None:
-        if self.queue:
-            self._flush()
-        else:
-            self.flushing = False
-
-    async def _send(self, batch: list[tuple[list[str], list, asyncio.Future]]) -> None:
-        try:
-            if len(batch) == 1:
-                keys, args, future = batch[0]
-                results: list[Any] = [await self.script(keys=keys, args=args)]
-            else:
-                sha = self.script.sha
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for keys, args, _ in batch:
-                        pipe.evalsha(sha, len(keys), *keys, *args)
-                    results = await pipe.execute(raise_on_error=False)
-                for i, result in enumerate(results):
-                    if isinstance(result, NoScriptError):  # Redis restarted: load it again
-                        keys, args, _ = batch[i]
-                        results[i] = await self.script(keys=keys, args=args)
-        except Exception as exc:
-            results = [exc] * len(batch)
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+    async def send(self, items: list[tuple[list[str], list]]) -> list[Any]:
+        if len(items) == 1:
+            keys, args = items[0]
+            return [await self.script(keys=keys, args=args)]
+        sha = self.script.sha
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in items:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+        for i, result in enumerate(results):
+            if isinstance(result, NoScriptError):  # Redis restarted: load it again
+                keys, args = items[i]
+                results[i] = await self.script(keys=keys, args=args)
+        return results
 
 
 async def reply_snapshot(reply_key: str) -> Snapshot | None:

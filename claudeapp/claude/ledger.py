@@ -6,8 +6,6 @@ caller paid for.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, router, transaction
 
+from claudeapp.batching import LoopBatch
 from claudeapp.claude import metrics
 from claudeapp.claude.config import DoorConfig
 from claudeapp.claude.context import CallContext
@@ -210,70 +209,26 @@ async def asave(entry: Entry) -> None:
     _observe(entry)
     _log(entry)
     try:
-        await _LedgerWrites.for_loop().run(entry.fields())
+        await _LedgerWrites.for_loop().submit(entry.fields())
     except Exception:
         log.exception(
             "ledger write failed", extra={**entry.log_fields(), "event": "claude.ledger_lost"}
         )
 
 
-class _LedgerWrites:
-    """The rows `asave` books on one event loop, inserted together.
+class _LedgerWrites(LoopBatch[dict[str, Any]]):
+    """The rows `asave` books on one event loop, inserted together
+    (:class:`~claudeapp.batching.LoopBatch`).
 
     They go through the process's shared ORM thread (a test's or a caller's transaction sees
     them), one hop at a time: 200 replies ending within a second queued 100 hops there per
     process, each its own round trip. Rows booked during one pass of the loop go in one hop
-    (one `executemany`), rows booked while it runs in the next one. If a batch fails, its
-    rows are inserted one by one, so one bad row loses no other.
+    (one `executemany`). If a batch fails, its rows are inserted one by one, so one bad row
+    loses no other.
     """
 
-    _by_loop: dict[asyncio.AbstractEventLoop, _LedgerWrites] = {}
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: list[tuple[dict[str, Any], asyncio.Future]] = []
-        self.flushing = False
-
-    @classmethod
-    def for_loop(cls) -> _LedgerWrites:
-        loop = asyncio.get_running_loop()
-        writes = cls._by_loop.get(loop)
-        if writes is None:
-            for stale in [other for other in cls._by_loop if other.is_closed()]:
-                del cls._by_loop[stale]
-            writes = cls._by_loop[loop] = cls(loop)
-        return writes
-
-    def run(self, values: dict[str, Any]) -> asyncio.Future:
-        future = self.loop.create_future()
-        self.queue.append((values, future))
-        if not self.flushing:
-            self.flushing = True
-            self.loop.call_soon(self._flush)
-        return future
-
-    def _flush(self) -> None:
-        batch, self.queue = self.queue, []
-        # A context of its own: not that of the caller who happened to be first (an HTTP
-        # request's thread-sensitive context may end before the batch does).
-        task = self.loop.create_task(self._send(batch), context=contextvars.Context())
-        task.add_done_callback(self._sent)
-
-    def _sent(self, _task: asyncio.Task) -> None:
-        if self.queue:
-            self._flush()
-        else:
-            self.flushing = False
-
-    async def _send(self, batch: list[tuple[dict[str, Any], asyncio.Future]]) -> None:
-        results = await sync_to_async(_insert_batch, thread_sensitive=True)([v for v, _ in batch])
-        for (_, future), error in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
+    async def send(self, items: list[dict[str, Any]]) -> list[Exception | None]:
+        return await sync_to_async(_insert_batch, thread_sensitive=True)(items)
 
 
 def _insert_batch(rows: list[dict[str, Any]]) -> list[Exception | None]:
