@@ -9,6 +9,7 @@ go in the next one. Batches grow with the load, and a lone item waits for no one
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextvars
 from typing import Any, ClassVar
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 __all__ = ["LoopBatch"]
 
 
-class LoopBatch[Item]:
+class LoopBatch[Item](abc.ABC):
     """One instance per event loop and subclass (:meth:`for_loop`). A subclass implements
     :meth:`send`: one result per item, in order; an exception in place of a result fails that
     item only, an exception raised by ``send`` fails the whole batch."""
@@ -51,8 +52,9 @@ class LoopBatch[Item]:
             self.loop.call_soon(self._flush)
         return future
 
-    async def send(self, items: list[Item]) -> list[Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def send(self, items: list[Item]) -> list[Any]:
+        """Do the work for ``items`` at once: one result (or exception) per item, in order."""
 
     def _flush(self) -> None:
         batch, self.queue = self.queue, []
